@@ -1,0 +1,490 @@
+//! Typed settings: the embedded default (`default.toml`), then the config file,
+//! then `AUTHKEY_RECEIVER__SECTION__KEY` environment variables, then
+//! [`Settings::validate`], which fails fast with a message naming the key.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::domain::ClientId;
+
+/// The embedded default configuration, printed by `config print-default`.
+pub const DEFAULT_TOML: &str = include_str!("default.toml");
+
+/// Prefix of the environment variables that override single keys.
+pub const ENV_PREFIX: &str = "AUTHKEY_RECEIVER__";
+
+/// A configuration problem; the message names the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file that was asked for.
+        path: PathBuf,
+        /// Why it could not be read.
+        source: std::io::Error,
+    },
+    /// The file is not TOML.
+    #[error("{origin} is not valid TOML: {message}")]
+    Syntax {
+        /// File name or environment variable.
+        origin: String,
+        /// The parser's one-line complaint.
+        message: String,
+    },
+    /// A key is unknown, of the wrong type or out of range.
+    #[error("invalid config key `{key}`: {message}")]
+    Key {
+        /// Dotted path of the key, e.g. `clients[1].class`.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    fn key(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Key {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Everything the service can be told.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// HTTP listener and request limits.
+    pub server: ServerSettings,
+    /// Where and how data is stored.
+    pub storage: StorageSettings,
+    /// How provider payloads are read.
+    pub ingest: IngestSettings,
+    /// The in-process pruning task.
+    pub retention: RetentionSettings,
+    /// Archive files for cold storage.
+    pub archive: ArchiveSettings,
+    /// Addresses allowed to post callbacks.
+    pub allowlist: AllowlistSettings,
+    /// Log output.
+    pub log: LogSettings,
+    /// The Authkey accounts whose callbacks this service receives.
+    pub clients: Vec<ClientSettings>,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Listen address, e.g. `127.0.0.1:8080` or `[::]:8080`.
+    pub listen: SocketAddr,
+    /// Largest accepted body, in bytes.
+    pub max_body_bytes: usize,
+    /// Proxies allowed to set `X-Forwarded-For`.
+    pub trusted_proxies: Vec<IpNet>,
+    /// HTTP worker threads; 0 = one per core.
+    pub workers: usize,
+    /// Grace period for in-flight requests on shutdown.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+/// How the SQLite writer syncs commits to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// fsync on every commit: durable across power loss.
+    Full,
+    /// fsync at checkpoints only: durable across process crashes.
+    Normal,
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSettings {
+    /// Directory holding `receiver.db`.
+    pub data_dir: PathBuf,
+    /// SQLite `synchronous` pragma.
+    pub synchronous: Synchronous,
+    /// Largest number of events in one commit.
+    pub batch_max_events: usize,
+    /// Bounded queue between handlers and the writer.
+    pub queue_capacity: usize,
+    /// Free space below which `/readyz` fails, in MiB.
+    pub min_free_mb: u64,
+}
+
+impl StorageSettings {
+    /// Path of the SQLite database file.
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("receiver.db")
+    }
+}
+
+/// `[ingest]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestSettings {
+    /// Zone of provider times that carry none.
+    pub provider_timezone: chrono_tz::Tz,
+    /// Country code for bare 10-digit national numbers.
+    pub default_country_code: String,
+}
+
+/// `[retention]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Period of the pruning task; zero turns it off.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+/// `[archive]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveSettings {
+    /// Root directory of archive files.
+    pub dir: PathBuf,
+    /// Months an archive file is kept.
+    pub keep_months: u32,
+}
+
+/// `[allowlist]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowlistSettings {
+    /// Networks allowed for clients without their own list.
+    pub default: Vec<IpNet>,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// Output format.
+    pub format: LogFormat,
+    /// A `tracing_subscriber::EnvFilter` directive.
+    pub level: String,
+}
+
+/// Retention class of a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RetentionClass {
+    /// Kept 2 calendar months.
+    Standard,
+    /// Kept 12 calendar months.
+    Banking,
+}
+
+/// One `[[clients]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSettings {
+    /// Name used in the callback URL path.
+    pub id: ClientId,
+    /// Retention class.
+    pub class: RetentionClass,
+    /// Months kept, overriding the class.
+    #[serde(default)]
+    pub retention_months: Option<u32>,
+    /// Networks allowed for this client, replacing `allowlist.default`.
+    #[serde(default)]
+    pub allow: Option<Vec<IpNet>>,
+    /// Secret the callback URL must carry as `?token=`.
+    #[serde(default)]
+    pub url_token: Option<String>,
+}
+
+impl ClientSettings {
+    /// Months this client's data is kept live.
+    pub fn retention_months(&self) -> u32 {
+        self.retention_months.unwrap_or(match self.class {
+            RetentionClass::Standard => 2,
+            RetentionClass::Banking => 12,
+        })
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings::from_value(default_value()).expect("the embedded default config is valid")
+    }
+}
+
+fn default_value() -> toml::Table {
+    toml::from_str(DEFAULT_TOML).expect("the embedded default config is TOML")
+}
+
+impl Settings {
+    /// Loads the default, then `file` if given, then overrides from `env`
+    /// (pairs of name and value), and validates the result.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, ConfigError> {
+        let mut table = default_value();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let overlay: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+                origin: path.display().to_string(),
+                message: one_line(e.message()),
+            })?;
+            merge(&mut table, overlay);
+        }
+        for (name, raw) in env {
+            if let Some(rest) = name.strip_prefix(ENV_PREFIX) {
+                apply_env(&mut table, &name, rest, &raw)?;
+            }
+        }
+        Settings::from_value(table)
+    }
+
+    fn from_value(table: toml::Table) -> Result<Settings, ConfigError> {
+        let settings: Settings = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| {
+                let key = e.path().to_string();
+                ConfigError::key(key, one_line(&e.into_inner().to_string()))
+            })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what the types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.max_body_bytes == 0 {
+            return Err(ConfigError::key(
+                "server.max_body_bytes",
+                "must be at least 1",
+            ));
+        }
+        if self.storage.batch_max_events == 0 {
+            return Err(ConfigError::key(
+                "storage.batch_max_events",
+                "must be at least 1",
+            ));
+        }
+        if self.storage.queue_capacity == 0 {
+            return Err(ConfigError::key(
+                "storage.queue_capacity",
+                "must be at least 1",
+            ));
+        }
+        let cc = &self.ingest.default_country_code;
+        if cc.is_empty() || cc.len() > 3 || !cc.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ConfigError::key(
+                "ingest.default_country_code",
+                format!("`{cc}` is not a country calling code (1 to 3 digits)"),
+            ));
+        }
+        if self.clients.is_empty() {
+            return Err(ConfigError::key("clients", "at least one client is needed"));
+        }
+        let mut seen = HashSet::new();
+        for (i, client) in self.clients.iter().enumerate() {
+            if !seen.insert(client.id.as_str()) {
+                return Err(ConfigError::key(
+                    format!("clients[{i}].id"),
+                    format!("duplicate client id `{}`", client.id),
+                ));
+            }
+            if client.retention_months == Some(0) {
+                return Err(ConfigError::key(
+                    format!("clients[{i}].retention_months"),
+                    "must be at least 1",
+                ));
+            }
+            if client.url_token.as_deref().is_some_and(str::is_empty) {
+                return Err(ConfigError::key(
+                    format!("clients[{i}].url_token"),
+                    "must not be empty",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The client with this id, if configured.
+    pub fn client(&self, id: &str) -> Option<&ClientSettings> {
+        self.clients.iter().find(|c| c.id.as_str() == id)
+    }
+}
+
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Lays `overlay` over `base`: tables merge key by key, anything else replaces.
+fn merge(base: &mut toml::Table, overlay: toml::Table) {
+    for (key, value) in overlay {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// Applies `AUTHKEY_RECEIVER__A__B=value`: segments are lower-cased keys, a
+/// numeric segment indexes an array (`CLIENTS__0__URL_TOKEN`). The value is
+/// read as a TOML value when it is one (`8080`, `true`, `["10.0.0.0/8"]`),
+/// else as a string.
+fn apply_env(
+    table: &mut toml::Table,
+    name: &str,
+    rest: &str,
+    raw: &str,
+) -> Result<(), ConfigError> {
+    let segments: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+    if segments.iter().any(String::is_empty) {
+        return Err(ConfigError::key(name, "malformed variable name"));
+    }
+    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let mut slot = toml::Value::Table(std::mem::take(table));
+    let result = set_path(&mut slot, &segments, value, name);
+    if let toml::Value::Table(t) = slot {
+        *table = t;
+    }
+    result
+}
+
+fn set_path(
+    node: &mut toml::Value,
+    segments: &[String],
+    value: toml::Value,
+    name: &str,
+) -> Result<(), ConfigError> {
+    let Some((head, tail)) = segments.split_first() else {
+        *node = value;
+        return Ok(());
+    };
+    let child = match node {
+        toml::Value::Table(t) => t
+            .entry(head.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new())),
+        toml::Value::Array(items) => {
+            let index: usize = head
+                .parse()
+                .map_err(|_| ConfigError::key(name, format!("`{head}` is not an array index")))?;
+            if index == items.len() {
+                items.push(toml::Value::Table(toml::Table::new()));
+            }
+            items.get_mut(index).ok_or_else(|| {
+                ConfigError::key(name, format!("index {index} is past the end of the array"))
+            })?
+        }
+        _ => {
+            return Err(ConfigError::key(
+                name,
+                format!("`{head}` is below a key that is not a table"),
+            ))
+        }
+    };
+    set_path(child, tail, value, name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(text: &str) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        Settings::load(Some(&path), Vec::new())
+    }
+
+    #[test]
+    fn embedded_default_serves_loopback_with_one_standard_client() {
+        let s = Settings::default();
+        assert_eq!(s.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.storage.data_dir, PathBuf::from("data"));
+        assert_eq!(s.clients.len(), 1);
+        assert_eq!(s.clients[0].id.as_str(), "default");
+        assert_eq!(s.clients[0].retention_months(), 2);
+        assert_eq!(s.storage.synchronous, Synchronous::Full);
+    }
+
+    #[test]
+    fn file_keys_override_defaults_and_clients_replace_the_list() {
+        let s = load_str(
+            "[server]\nmax_body_bytes = 10\n[[clients]]\nid = \"bank\"\nclass = \"banking\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.server.max_body_bytes, 10);
+        assert_eq!(s.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.clients.len(), 1);
+        assert_eq!(s.clients[0].retention_months(), 12);
+    }
+
+    #[test]
+    fn environment_overrides_scalars_arrays_and_indexed_clients() {
+        let env = vec![
+            (
+                "AUTHKEY_RECEIVER__SERVER__LISTEN".to_string(),
+                "0.0.0.0:9000".to_string(),
+            ),
+            (
+                "AUTHKEY_RECEIVER__ALLOWLIST__DEFAULT".to_string(),
+                "[\"10.0.0.0/8\"]".to_string(),
+            ),
+            (
+                "AUTHKEY_RECEIVER__CLIENTS__0__URL_TOKEN".to_string(),
+                "s3cret".to_string(),
+            ),
+            ("UNRELATED".to_string(), "x".to_string()),
+        ];
+        let s = Settings::load(None, env).unwrap();
+        assert_eq!(s.server.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(s.allowlist.default[0].to_string(), "10.0.0.0/8");
+        assert_eq!(s.clients[0].url_token.as_deref(), Some("s3cret"));
+    }
+
+    #[test]
+    fn errors_name_the_key_at_fault() {
+        let cases = [
+            ("[allowlist]\ndefault = [\"10.0.0.300/8\"]\n", "allowlist.default[0]"),
+            ("[[clients]]\nid = \"a\"\nclass = \"gold\"\n", "clients[0].class"),
+            ("[server]\nlisen = \"x\"\n", "server"),
+            (
+                "[[clients]]\nid = \"a\"\nclass = \"standard\"\n[[clients]]\nid = \"a\"\nclass = \"banking\"\n",
+                "clients[1].id",
+            ),
+            ("[[clients]]\nid = \"a/b\"\nclass = \"standard\"\n", "clients[0].id"),
+        ];
+        for (text, key) in cases {
+            let err = load_str(text).unwrap_err().to_string();
+            assert!(err.contains(&format!("`{key}`")), "{text:?} gave {err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
+        let err = load_str("[server]\nlisen = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lisen"), "{err}");
+    }
+}

@@ -1,0 +1,58 @@
+//! HTTP endpoints, one file per family; [`configure`] mounts them all.
+
+mod callbacks;
+mod error;
+mod health;
+
+use std::sync::Arc;
+
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+pub use error::ApiError;
+
+use crate::config::Settings;
+use crate::ingest::IngestOptions;
+use crate::store::Store;
+
+/// Shared by every handler.
+pub struct AppState {
+    /// Validated settings.
+    pub settings: Arc<Settings>,
+    /// Storage handle.
+    pub store: Store,
+    /// Parser options derived from settings.
+    pub ingest: IngestOptions,
+}
+
+impl AppState {
+    /// Builds the state from settings and an open store.
+    pub fn new(settings: Arc<Settings>, store: Store) -> Self {
+        let ingest = IngestOptions {
+            provider_timezone: settings.ingest.provider_timezone,
+            default_country_code: settings.ingest.default_country_code.clone(),
+        };
+        AppState {
+            settings,
+            store,
+            ingest,
+        }
+    }
+}
+
+/// Mounts every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .service(
+            web::resource("/v1/callbacks/{client}/{channel}")
+                .route(web::get().to(callbacks::callback))
+                .route(web::post().to(callbacks::callback)),
+        );
+}
+
+/// JSON 404 for every path no route serves.
+pub async fn not_found() -> HttpResponse {
+    HttpResponse::NotFound()
+        .json(json!({ "error": { "code": "not_found", "message": "no such endpoint" } }))
+}

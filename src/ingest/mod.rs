@@ -1,0 +1,369 @@
+//! Provider payloads → normalized [`Event`]s. Parsers see bytes and strings,
+//! never HTTP types; one file per provider family.
+//!
+//! [`parse`] detects the body's shape (query string, form, JSON object or
+//! array) and hands each item to the parser for its family. An item that cannot
+//! be read becomes an [`ItemRejection`]; a body that cannot be read at all is a
+//! [`Rejection`].
+
+mod authkey;
+pub mod phone;
+pub mod status;
+pub mod time;
+
+use chrono_tz::Tz;
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+
+use crate::domain::{Channel, ClientId, Direction, Status};
+
+/// What the parsers need to know beyond the bytes.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// Zone of provider times without one.
+    pub provider_timezone: Tz,
+    /// Country code for bare national numbers.
+    pub default_country_code: String,
+}
+
+/// One callback as received, with the URL token already removed.
+#[derive(Debug, Clone, Copy)]
+pub struct RawCallback<'a> {
+    /// Channel from the URL path.
+    pub channel: Channel,
+    /// Query string without `token=`, if any.
+    pub query: Option<&'a str>,
+    /// Declared `Content-Type`, if any.
+    pub content_type: Option<&'a str>,
+    /// Request body.
+    pub body: &'a [u8],
+}
+
+/// One normalized event, ready to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Channel from the URL path.
+    pub channel: Channel,
+    /// Status report or inbound message.
+    pub direction: Direction,
+    /// The provider's id for the message (Authkey `logid`).
+    pub provider_message_id: String,
+    /// Recipient or sender phone in E.164.
+    pub phone: Option<String>,
+    /// Recipient e-mail address (e-mail channel).
+    pub email: Option<String>,
+    /// Normalized status.
+    pub status: Status,
+    /// Status word as the provider sent it.
+    pub provider_status: Option<String>,
+    /// Error code as the provider sent it.
+    pub error_code: Option<String>,
+    /// Provider event time, UTC Unix ms.
+    pub event_at: Option<i64>,
+    /// Inbound text, button payload or list id.
+    pub text: Option<String>,
+    /// Media reference of an inbound message.
+    pub media: Option<String>,
+    /// Id of the message an inbound message replies to.
+    pub reply_to: Option<String>,
+    /// The item as received (JSON), unknown keys included.
+    pub payload: String,
+}
+
+impl Event {
+    /// The person this event is about: phone, else e-mail.
+    pub fn recipient(&self) -> &str {
+        self.phone
+            .as_deref()
+            .or(self.email.as_deref())
+            .unwrap_or("")
+    }
+
+    /// Identity of the event for de-duplication (contract §3): the same
+    /// message reporting the same provider status at the same provider time.
+    /// Inbound messages are identified by their own id.
+    pub fn dedup_key(&self, client: &ClientId) -> [u8; 16] {
+        let mut h = Sha256::new();
+        for part in [
+            client.as_str(),
+            self.direction.as_str(),
+            &self.provider_message_id,
+            self.recipient(),
+            self.provider_status.as_deref().unwrap_or(""),
+        ] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        h.update(self.event_at.unwrap_or(i64::MIN).to_be_bytes());
+        let digest = h.finalize();
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&digest[..16]);
+        key
+    }
+}
+
+/// Why a body or an item was refused: a machine code and a human message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// Stable machine-readable code, e.g. `missing_message_id`.
+    pub code: &'static str,
+    /// What was wrong, for a person.
+    pub message: String,
+}
+
+impl Rejection {
+    pub(crate) fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Rejection {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// One item of a multi-item body that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemRejection {
+    /// Why.
+    pub rejection: Rejection,
+    /// The item's raw text, kept in quarantine.
+    pub raw: String,
+}
+
+/// The result of reading a body that had a readable shape.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    /// Valid events.
+    pub events: Vec<Event>,
+    /// Items that were refused.
+    pub rejects: Vec<ItemRejection>,
+}
+
+/// Reads a callback into events. `Err` means nothing in it could be read.
+pub fn parse(raw: RawCallback<'_>, opts: &IngestOptions) -> Result<Parsed, Rejection> {
+    let body = std::str::from_utf8(raw.body)
+        .map_err(|e| Rejection::new("invalid_utf8", format!("body is not UTF-8: {e}")))?;
+    let body = body.trim();
+    let mut parsed = Parsed::default();
+    if body.is_empty() {
+        let query = raw
+            .query
+            .filter(|q| !q.is_empty())
+            .ok_or_else(|| Rejection::new("empty_body", "no body and no query parameters"))?;
+        parsed.push(authkey::parse_form(query, raw.channel, opts));
+        return Ok(parsed);
+    }
+    match body_kind(raw.content_type, body)? {
+        BodyKind::Form => parsed.push(authkey::parse_form(body, raw.channel, opts)),
+        BodyKind::Json => {
+            for item in json_items(body)? {
+                parsed.push(authkey::parse_json_item(item.get(), raw.channel, opts));
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+impl Parsed {
+    fn push(&mut self, item: Result<Event, ItemRejection>) {
+        match item {
+            Ok(e) => self.events.push(e),
+            Err(r) => self.rejects.push(r),
+        }
+    }
+}
+
+enum BodyKind {
+    Form,
+    Json,
+}
+
+/// Decides by the declared type; senders that declare `text/plain` or nothing
+/// are sniffed.
+fn body_kind(content_type: Option<&str>, body: &str) -> Result<BodyKind, Rejection> {
+    let mime = content_type
+        .and_then(|ct| ct.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    match mime.as_str() {
+        "application/json" => Ok(BodyKind::Json),
+        "application/x-www-form-urlencoded" => Ok(BodyKind::Form),
+        "" | "text/plain" | "application/octet-stream" => {
+            if body.starts_with('{') || body.starts_with('[') {
+                Ok(BodyKind::Json)
+            } else {
+                Ok(BodyKind::Form)
+            }
+        }
+        m if m.ends_with("+json") => Ok(BodyKind::Json),
+        other => Err(Rejection::new(
+            "unsupported_media_type",
+            format!(
+                "content type `{other}` is not accepted; send application/json or application/x-www-form-urlencoded"
+            ),
+        )),
+    }
+}
+
+/// Splits a JSON body into items without re-serializing them: an object is one
+/// item, an array is one item per element.
+fn json_items(body: &str) -> Result<Vec<&RawValue>, Rejection> {
+    let invalid = |e: serde_json::Error| {
+        Rejection::new("invalid_json", format!("body is not valid JSON: {e}"))
+    };
+    if nesting_exceeds(body, MAX_JSON_DEPTH) {
+        return Err(Rejection::new(
+            "invalid_json",
+            format!("JSON is nested deeper than {MAX_JSON_DEPTH} levels"),
+        ));
+    }
+    if body.starts_with('[') {
+        let items: Vec<&RawValue> = serde_json::from_str(body).map_err(invalid)?;
+        if items.is_empty() {
+            return Err(Rejection::new(
+                "empty_batch",
+                "the JSON array holds no events",
+            ));
+        }
+        Ok(items)
+    } else if body.starts_with('{') {
+        let item: &RawValue = serde_json::from_str(body).map_err(invalid)?;
+        Ok(vec![item])
+    } else {
+        serde_json::from_str::<serde::de::IgnoredAny>(body).map_err(invalid)?;
+        Err(Rejection::new(
+            "unsupported_shape",
+            "a JSON body must be an object or an array of objects",
+        ))
+    }
+}
+
+/// Deepest JSON nesting accepted. Provider envelopes need fewer than 10.
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// Whether brackets nest deeper than `limit`, scanning bytes (strings and
+/// their escapes skipped) so no parser ever recurses on hostile input.
+fn nesting_exceeds(json: &str, limit: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for b in json.bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> IngestOptions {
+        IngestOptions {
+            provider_timezone: chrono_tz::Asia::Kolkata,
+            default_country_code: "91".into(),
+        }
+    }
+
+    fn cb<'a>(ct: Option<&'a str>, body: &'a str) -> RawCallback<'a> {
+        RawCallback {
+            channel: Channel::Sms,
+            query: None,
+            content_type: ct,
+            body: body.as_bytes(),
+        }
+    }
+
+    #[test]
+    fn deeply_nested_json_is_refused_without_overflow() {
+        let body = "[".repeat(10_000) + &"]".repeat(10_000);
+        let err = parse(cb(Some("application/json"), &body), &opts()).unwrap_err();
+        assert_eq!(err.code, "invalid_json");
+        let body = "{\"a\":".repeat(10_000) + "1" + &"}".repeat(10_000);
+        let err = parse(cb(Some("application/json"), &body), &opts()).unwrap_err();
+        assert_eq!(err.code, "invalid_json");
+    }
+
+    #[test]
+    fn nesting_scan_skips_brackets_inside_strings() {
+        assert!(!nesting_exceeds(r#"{"a":"[[[[[[","b":"\\"}"#, 1));
+        assert!(nesting_exceeds("[[1]]", 1));
+        assert!(!nesting_exceeds("[[1]]", 2));
+    }
+
+    #[test]
+    fn body_errors_have_codes() {
+        let o = opts();
+        assert_eq!(
+            parse(cb(None, "{nope"), &o).unwrap_err().code,
+            "invalid_json"
+        );
+        assert_eq!(parse(cb(None, "   "), &o).unwrap_err().code, "empty_body");
+        assert_eq!(
+            parse(cb(Some("application/json"), "42"), &o)
+                .unwrap_err()
+                .code,
+            "unsupported_shape"
+        );
+        assert_eq!(
+            parse(cb(Some("application/xml"), "<a/>"), &o)
+                .unwrap_err()
+                .code,
+            "unsupported_media_type"
+        );
+        let bad = RawCallback {
+            body: b"\xff\xfe",
+            ..cb(None, "")
+        };
+        assert_eq!(parse(bad, &o).unwrap_err().code, "invalid_utf8");
+    }
+
+    #[test]
+    fn dedup_key_ignores_receipt_but_not_status_or_time() {
+        let o = opts();
+        let p = parse(
+            cb(
+                None,
+                "logid=a&mobile=919876543210&status=sent&time=2026-01-01 10:00:00",
+            ),
+            &o,
+        )
+        .unwrap();
+        let q = parse(
+            cb(
+                None,
+                "logid=a&mobile=919876543210&status=sent&time=2026-01-01 10:00:00&x=1",
+            ),
+            &o,
+        )
+        .unwrap();
+        let r = parse(
+            cb(
+                None,
+                "logid=a&mobile=919876543210&status=read&time=2026-01-01 10:00:00",
+            ),
+            &o,
+        )
+        .unwrap();
+        let c: ClientId = "c".parse().unwrap();
+        assert_eq!(p.events[0].dedup_key(&c), q.events[0].dedup_key(&c));
+        assert_ne!(p.events[0].dedup_key(&c), r.events[0].dedup_key(&c));
+    }
+}

@@ -1,0 +1,145 @@
+//! Storage: the only place with SQL. Handlers talk to [`Store`]; the backend
+//! behind it (SQLite today) owns schema, migrations, the group-commit writer
+//! and readers. A new backend is a new [`Backend`] variant in this module.
+
+mod sqlite;
+
+use tokio::sync::oneshot;
+
+use crate::config::StorageSettings;
+use crate::domain::{Channel, ClientId};
+use crate::ingest::Event;
+
+/// A storage failure. Every variant means "nothing was stored".
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be written right now (disk full, I/O error, writer
+    /// stopped); the caller should retry later.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// The database could not be opened or migrated.
+    #[error("cannot open database {path}: {message}")]
+    Open {
+        /// Database file.
+        path: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// A body or item kept in quarantine.
+#[derive(Debug, Clone)]
+pub struct Quarantined {
+    /// Channel from the URL.
+    pub channel: Channel,
+    /// Declared content type.
+    pub content_type: Option<String>,
+    /// Machine code of the rejection.
+    pub code: &'static str,
+    /// Human reason.
+    pub reason: String,
+    /// Raw bytes.
+    pub body: Vec<u8>,
+}
+
+/// Everything one request stores, committed together.
+#[derive(Debug)]
+pub struct IngestBatch {
+    /// Client from the URL.
+    pub client: ClientId,
+    /// Receipt time, UTC Unix ms.
+    pub received_at: i64,
+    /// Address the request was judged by.
+    pub source_ip: String,
+    /// Valid events.
+    pub events: Vec<Event>,
+    /// Refused items or bodies.
+    pub quarantined: Vec<Quarantined>,
+}
+
+/// What happened to a committed batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct IngestOutcome {
+    /// New events stored.
+    pub accepted: usize,
+    /// Events already stored before (provider retries).
+    pub duplicates: usize,
+    /// Items quarantined.
+    pub rejected: usize,
+}
+
+/// What `/readyz` reports about storage.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Readiness {
+    /// Schema version seen by a reader.
+    pub schema_version: u32,
+    /// Free space where the database lives, MiB.
+    pub free_mb: u64,
+}
+
+/// Handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(sqlite::SqliteStore),
+}
+
+/// Owns the writer; [`WriterHandle::shutdown`] flushes it and waits.
+pub struct WriterHandle {
+    inner: sqlite::WriterThread,
+}
+
+impl WriterHandle {
+    /// Commits everything queued so far, then stops the writer.
+    pub async fn shutdown(self) {
+        self.inner.shutdown().await;
+    }
+}
+
+impl Store {
+    /// Opens (creating and migrating if needed) the store and starts its writer.
+    pub fn open(settings: &StorageSettings) -> Result<(Store, WriterHandle), StoreError> {
+        let (store, writer) = sqlite::SqliteStore::open(settings)?;
+        Ok((
+            Store {
+                backend: Backend::Sqlite(store),
+            },
+            WriterHandle { inner: writer },
+        ))
+    }
+
+    /// Applies pending migrations without starting anything; returns the
+    /// schema version before and after.
+    pub fn migrate(settings: &StorageSettings) -> Result<(u32, u32), StoreError> {
+        sqlite::migrate_only(settings)
+    }
+
+    /// Stores a batch; resolves only after it is durably committed.
+    pub async fn ingest(&self, batch: IngestBatch) -> Result<IngestOutcome, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        match &self.backend {
+            Backend::Sqlite(s) => s.submit(sqlite::Job::ingest(batch, reply)).await?,
+        }
+        rx.await.map_err(|_| writer_gone())?
+    }
+
+    /// Proves the database takes a durable write and a reader can read it.
+    pub async fn readiness(&self) -> Result<Readiness, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                s.submit(sqlite::Job::Probe(reply)).await?;
+                rx.await.map_err(|_| writer_gone())??;
+                s.readiness().await
+            }
+        }
+    }
+}
+
+fn writer_gone() -> StoreError {
+    StoreError::Unavailable("the writer has stopped".into())
+}

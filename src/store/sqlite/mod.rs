@@ -1,0 +1,208 @@
+//! SQLite backend: WAL, one writer thread with group commit, readers on their
+//! own connections (run through `spawn_blocking`, off the async executor).
+
+mod migrate;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{IngestBatch, IngestOutcome, Readiness, StoreError};
+use crate::config::{StorageSettings, Synchronous};
+
+pub(crate) use writer::WriterThread;
+
+/// How long a connection waits for another process's write lock (the
+/// `archive` cron job) before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Reader connections kept open for reuse.
+const MAX_IDLE_READERS: usize = 4;
+
+/// Work for the writer thread.
+pub(crate) enum Job {
+    /// Store a request's events and quarantined items.
+    Ingest {
+        batch: IngestBatch,
+        keys: Vec<[u8; 16]>,
+        reply: oneshot::Sender<Result<IngestOutcome, StoreError>>,
+    },
+    /// Prove a durable write works.
+    Probe(oneshot::Sender<Result<(), StoreError>>),
+    /// Commit what is queued ahead, then stop.
+    Shutdown,
+}
+
+impl Job {
+    /// Wraps a batch, computing its dedup keys on the caller's thread so the
+    /// writer does only SQL.
+    pub(crate) fn ingest(
+        batch: IngestBatch,
+        reply: oneshot::Sender<Result<IngestOutcome, StoreError>>,
+    ) -> Job {
+        let keys = batch
+            .events
+            .iter()
+            .map(|e| e.dedup_key(&batch.client))
+            .collect();
+        Job::Ingest { batch, keys, reply }
+    }
+}
+
+/// Opens connections with the service's pragmas.
+#[derive(Clone)]
+pub(crate) struct Opener {
+    path: PathBuf,
+    synchronous: Synchronous,
+}
+
+impl Opener {
+    fn open(&self, read_only: bool) -> rusqlite::Result<Connection> {
+        let flags = if read_only {
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        };
+        let conn = Connection::open_with_flags(&self.path, flags)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        if !read_only {
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            let sync = match self.synchronous {
+                Synchronous::Full => "FULL",
+                Synchronous::Normal => "NORMAL",
+            };
+            conn.pragma_update(None, "synchronous", sync)?;
+        }
+        Ok(conn)
+    }
+}
+
+/// The SQLite store as handlers see it.
+#[derive(Clone)]
+pub(crate) struct SqliteStore {
+    jobs: mpsc::Sender<Job>,
+    readers: Arc<ReadPool>,
+    data_dir: PathBuf,
+}
+
+fn open_error(path: &Path, message: impl Into<String>) -> StoreError {
+    StoreError::Open {
+        path: path.display().to_string(),
+        message: message.into(),
+    }
+}
+
+/// Creates the data dir, opens the write connection and migrates it.
+fn open_writer(settings: &StorageSettings) -> Result<(Opener, Connection, u32), StoreError> {
+    let path = settings.db_path();
+    create_private_dir(&settings.data_dir).map_err(|e| open_error(&path, e.to_string()))?;
+    let opener = Opener {
+        path: path.clone(),
+        synchronous: settings.synchronous,
+    };
+    let mut conn = opener
+        .open(false)
+        .map_err(|e| open_error(&path, e.to_string()))?;
+    let before = migrate::migrate(&mut conn).map_err(|e| open_error(&path, e))?;
+    Ok((opener, conn, before))
+}
+
+/// Creates `dir` (and parents) readable by the service user only.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+pub(crate) fn migrate_only(settings: &StorageSettings) -> Result<(u32, u32), StoreError> {
+    let (_, _, before) = open_writer(settings)?;
+    Ok((before, migrate::LATEST))
+}
+
+impl SqliteStore {
+    pub(crate) fn open(settings: &StorageSettings) -> Result<(Self, WriterThread), StoreError> {
+        let (opener, conn, _) = open_writer(settings)?;
+        let (jobs, rx) = mpsc::channel(settings.queue_capacity);
+        let writer = WriterThread::spawn(
+            opener.clone(),
+            conn,
+            rx,
+            jobs.clone(),
+            settings.batch_max_events,
+        )
+        .map_err(|e| open_error(&settings.db_path(), e.to_string()))?;
+        let store = SqliteStore {
+            jobs,
+            readers: Arc::new(ReadPool {
+                opener,
+                idle: Mutex::new(Vec::new()),
+            }),
+            data_dir: settings.data_dir.clone(),
+        };
+        Ok((store, writer))
+    }
+
+    /// Queues a job, waiting for room when the queue is full.
+    pub(crate) async fn submit(&self, job: Job) -> Result<(), StoreError> {
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))
+    }
+
+    pub(crate) async fn readiness(&self) -> Result<Readiness, StoreError> {
+        let schema_version = self
+            .readers
+            .read(|c| c.pragma_query_value(None, "user_version", |r| r.get(0)))
+            .await?;
+        let dir = self.data_dir.clone();
+        let free = tokio::task::spawn_blocking(move || fs4::available_space(dir))
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?
+            .map_err(|e| StoreError::Unavailable(format!("cannot read free space: {e}")))?;
+        Ok(Readiness {
+            schema_version,
+            free_mb: free / (1024 * 1024),
+        })
+    }
+}
+
+/// Read-only connections, reused across requests.
+pub(crate) struct ReadPool {
+    opener: Opener,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReadPool {
+    /// Runs `f` on a reader connection on the blocking thread pool.
+    pub(crate) async fn read<T, F>(self: &Arc<Self>, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let pool = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let conn = match pool.idle.lock().expect("reader pool lock").pop() {
+                Some(c) => c,
+                None => pool.opener.open(true)?,
+            };
+            let result = f(&conn);
+            let mut idle = pool.idle.lock().expect("reader pool lock");
+            if result.is_ok() && idle.len() < MAX_IDLE_READERS {
+                idle.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?
+        .map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+}
