@@ -87,11 +87,12 @@ fn parse_value(
     let statuses = value.get("statuses").and_then(Value::as_array);
     let messages = value.get("messages").and_then(Value::as_array);
     let contacts = value.get("contacts").and_then(Value::as_array);
+    let metadata = value.get("metadata");
     for item in statuses.into_iter().flatten() {
-        parsed.push(status_event(item, channel, opts));
+        parsed.push(status_event(item, metadata, channel, opts));
     }
     for item in messages.into_iter().flatten() {
-        parsed.push(inbound_event(item, contacts, channel, opts));
+        parsed.push(inbound_event(item, metadata, contacts, channel, opts));
     }
     if let Some(errors) = value.get("errors").and_then(Value::as_array) {
         let summary: Vec<String> = errors.iter().map(error_summary).collect();
@@ -185,8 +186,24 @@ fn common(item: &Value, phone_key: &str, opts: &IngestOptions) -> Result<Common,
     })
 }
 
+/// The stored payload: the item as received, plus the value's `metadata`
+/// (which business number it concerns) and, for an inbound message, the
+/// sender's `contacts[]` entry as `contact`.
+fn payload(item: &Value, metadata: Option<&Value>, contact: Option<&Value>) -> String {
+    let mut payload = item.clone();
+    if let Some(map) = payload.as_object_mut() {
+        for (key, extra) in [("metadata", metadata), ("contact", contact)] {
+            if let Some(extra) = extra {
+                map.insert(key.into(), extra.clone());
+            }
+        }
+    }
+    payload.to_string()
+}
+
 fn status_event(
     item: &Value,
+    metadata: Option<&Value>,
     channel: Channel,
     opts: &IngestOptions,
 ) -> Result<Event, ItemRejection> {
@@ -214,12 +231,13 @@ fn status_event(
             .map(str::to_string),
         media: None,
         reply_to: None,
-        payload: item.to_string(),
+        payload: payload(item, metadata, None),
     })
 }
 
 fn inbound_event(
     item: &Value,
+    metadata: Option<&Value>,
     contacts: Option<&Vec<Value>>,
     channel: Channel,
     opts: &IngestOptions,
@@ -242,14 +260,10 @@ fn inbound_event(
         _ => None,
     };
     let reply_to = str_at(item, &["context", "id"]).or(str_at(item, &["reaction", "message_id"]));
-    let mut payload = item.clone();
     let contact = contacts
         .into_iter()
         .flatten()
         .find(|ct| scalar(ct.get("wa_id")) == scalar(item.get("from")));
-    if let (Some(map), Some(contact)) = (payload.as_object_mut(), contact) {
-        map.insert("contact".into(), contact.clone());
-    }
     Ok(Event {
         channel,
         direction: Direction::Inbound,
@@ -267,7 +281,7 @@ fn inbound_event(
         text: text.map(str::to_string),
         media,
         reply_to: reply_to.map(str::to_string),
-        payload: payload.to_string(),
+        payload: payload(item, metadata, contact),
     })
 }
 
@@ -378,13 +392,15 @@ mod tests {
     }
 
     #[test]
-    fn the_senders_contact_is_kept_in_the_payload() {
+    fn the_senders_contact_and_the_business_number_are_kept_in_the_payload() {
         let mut p = parse(json!({
+            "metadata": {"phone_number_id": "1148"},
             "contacts": [{"profile": {"name": "Asha"}, "wa_id": "919876543210"}],
             "messages": [{"from": "919876543210", "id": "w", "type": "text", "text": {"body": "hi"}}]}));
         let payload: Value = serde_json::from_str(&p.events.remove(0).payload).unwrap();
         assert_eq!(payload["contact"]["profile"]["name"], "Asha");
         assert_eq!(payload["text"]["body"], "hi");
+        assert_eq!(payload["metadata"]["phone_number_id"], "1148");
     }
 
     #[test]

@@ -401,6 +401,50 @@ mod tests {
     }
 
     #[test]
+    fn an_inbound_message_is_identified_by_its_id_alone() {
+        let c: ClientId = "c".parse().unwrap();
+        let first = Event {
+            channel: Channel::Whatsapp,
+            direction: Direction::Inbound,
+            provider_message_id: "wamid.in".into(),
+            phone: Some("+919876543210".into()),
+            email: None,
+            status: Status::Received,
+            provider_status: Some("text".into()),
+            error_code: None,
+            event_at: Some(1),
+            text: Some("hi".into()),
+            media: None,
+            reply_to: None,
+            payload: "{}".into(),
+        };
+        let redelivered = Event {
+            event_at: Some(2),
+            provider_status: None,
+            ..first.clone()
+        };
+        assert_eq!(first.dedup_key(&c), redelivered.dedup_key(&c));
+        let other = Event {
+            provider_message_id: "wamid.other".into(),
+            ..first.clone()
+        };
+        assert_ne!(first.dedup_key(&c), other.dedup_key(&c));
+        let as_status = Event {
+            direction: Direction::Status,
+            ..first.clone()
+        };
+        assert_ne!(first.dedup_key(&c), as_status.dedup_key(&c));
+        assert_ne!(
+            as_status.dedup_key(&c),
+            Event {
+                event_at: Some(2),
+                ..as_status.clone()
+            }
+            .dedup_key(&c)
+        );
+    }
+
+    #[test]
     fn dedup_key_ignores_receipt_but_not_status_or_time() {
         let o = opts();
         let p = parse(

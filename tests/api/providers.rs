@@ -126,7 +126,9 @@ async fn meta_status_envelope_becomes_one_event_per_status_with_the_failure_code
     assert!(rows.iter().all(|r| r.direction == "status"));
     assert!(rows.iter().all(|r| r.channel == "whatsapp"));
     assert_eq!(rows[2].text.as_deref(), Some("Message undeliverable"));
-    assert_eq!(payload(&app, WAMID_FAILED)["errors"][0]["code"], 131026);
+    let kept = payload(&app, WAMID_FAILED);
+    assert_eq!(kept["errors"][0]["code"], 131026);
+    assert_eq!(kept["metadata"]["phone_number_id"], "114896151713920");
     let state: Vec<(String, String, Option<String>, i64)> = app
         .db()
         .prepare(
