@@ -72,7 +72,8 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::UnknownClient(_) | ApiError::UnknownChannel(_) => StatusCode::NOT_FOUND,
-            ApiError::IpNotAllowed(_) | ApiError::HandshakeRefused { .. } => StatusCode::FORBIDDEN,
+            ApiError::IpNotAllowed(_) => StatusCode::FORBIDDEN,
+            ApiError::HandshakeRefused { .. } => StatusCode::FORBIDDEN,
             ApiError::BadUrlToken => StatusCode::UNAUTHORIZED,
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyRead(_) => StatusCode::BAD_REQUEST,
