@@ -523,4 +523,22 @@ mod tests {
             .to_string();
         assert!(err.contains("lisen"), "{err}");
     }
+
+    #[test]
+    fn provider_keys_load_from_file_and_environment() {
+        let s = load_str(
+            "[[clients]]\nid = \"wa\"\nclass = \"standard\"\nencoding = \"base16\"\nmeta_verify_token = \"m\"\nrbm_client_token = \"r\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.clients[0].encoding, Some(BodyEncoding::Base16));
+        assert_eq!(s.clients[0].meta_verify_token.as_deref(), Some("m"));
+        assert_eq!(s.clients[0].rbm_client_token.as_deref(), Some("r"));
+        let env = vec![(
+            "AUTHKEY_RECEIVER__CLIENTS__0__ENCODING".to_string(),
+            "base16".to_string(),
+        )];
+        let s = Settings::load(None, env).unwrap();
+        assert_eq!(s.clients[0].encoding, Some(BodyEncoding::Base16));
+        assert_eq!(Settings::default().clients[0].encoding, None);
+    }
 }

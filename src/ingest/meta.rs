@@ -62,8 +62,15 @@ pub(super) fn parse_envelope(
         Rejection::new("unsupported_shape", "a Meta envelope needs an `entry` list")
     })?;
     for entry in entries {
-        let changes = entry.get("changes").and_then(Value::as_array);
-        for change in changes.into_iter().flatten() {
+        let Some(changes) = entry.get("changes").and_then(Value::as_array) else {
+            parsed.rejects.push(ItemRejection::new(
+                "unsupported_shape",
+                "a Meta entry needs a `changes` list",
+                entry.to_string(),
+            ));
+            continue;
+        };
+        for change in changes {
             match change.get("value").and_then(Value::as_object) {
                 Some(value) => parse_value(value, change, channel, opts, parsed),
                 None => parsed.rejects.push(ItemRejection::new(
@@ -451,6 +458,25 @@ mod tests {
         assert_eq!(v.verify_token.as_deref(), Some("a b"));
         assert_eq!(v.challenge.as_deref(), Some("1158201444"));
         assert_eq!(verification("logid=1&status=sent"), None);
+    }
+
+    #[test]
+    fn an_entry_without_changes_is_rejected_while_its_neighbours_are_read() {
+        let root = json!({"object": "x", "entry": [
+            {"id": "1"},
+            {"changes": [{"value": {"statuses": [
+                {"id": "w", "status": "read", "recipient_id": "919876543210"}]}}]}]});
+        let mut parsed = Parsed::default();
+        parse_envelope(
+            root.as_object().unwrap(),
+            Channel::Whatsapp,
+            &opts(),
+            &mut parsed,
+        )
+        .unwrap();
+        assert_eq!(parsed.events.len(), 1);
+        assert_eq!(parsed.rejects[0].rejection.code, "unsupported_shape");
+        assert_eq!(parsed.rejects[0].raw, r#"{"id":"1"}"#);
     }
 
     #[test]
