@@ -212,6 +212,23 @@ pub struct ClientSettings {
     /// Secret the callback URL must carry as `?token=`.
     #[serde(default)]
     pub url_token: Option<String>,
+    /// How the client encodes callback bodies; `None` means as is.
+    #[serde(default)]
+    pub encoding: Option<BodyEncoding>,
+    /// Token answering Meta's `hub.challenge` subscription handshake.
+    #[serde(default)]
+    pub meta_verify_token: Option<String>,
+    /// Google RBM client token: answers RBM's `clientToken` handshake.
+    #[serde(default)]
+    pub rbm_client_token: Option<String>,
+}
+
+/// Encoding of a client's callback bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BodyEncoding {
+    /// Hex digits of either case, two per byte.
+    Base16,
 }
 
 impl ClientSettings {
@@ -320,6 +337,17 @@ impl Settings {
                     format!("clients[{i}].url_token"),
                     "must not be empty",
                 ));
+            }
+            for (key, value) in [
+                ("meta_verify_token", &client.meta_verify_token),
+                ("rbm_client_token", &client.rbm_client_token),
+            ] {
+                if value.as_deref().is_some_and(str::is_empty) {
+                    return Err(ConfigError::key(
+                        format!("clients[{i}].{key}"),
+                        "must not be empty",
+                    ));
+                }
             }
         }
         Ok(())
@@ -476,6 +504,14 @@ mod tests {
                 "clients[1].id",
             ),
             ("[[clients]]\nid = \"a/b\"\nclass = \"standard\"\n", "clients[0].id"),
+            (
+                "[[clients]]\nid = \"a\"\nclass = \"standard\"\nencoding = \"base64\"\n",
+                "clients[0].encoding",
+            ),
+            (
+                "[[clients]]\nid = \"a\"\nclass = \"standard\"\nmeta_verify_token = \"\"\n",
+                "clients[0].meta_verify_token",
+            ),
         ];
         for (text, key) in cases {
             let err = load_str(text).unwrap_err().to_string();
@@ -486,5 +522,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn provider_keys_load_from_file_and_environment() {
+        let s = load_str(
+            "[[clients]]\nid = \"wa\"\nclass = \"standard\"\nencoding = \"base16\"\nmeta_verify_token = \"m\"\nrbm_client_token = \"r\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.clients[0].encoding, Some(BodyEncoding::Base16));
+        assert_eq!(s.clients[0].meta_verify_token.as_deref(), Some("m"));
+        assert_eq!(s.clients[0].rbm_client_token.as_deref(), Some("r"));
+        let env = vec![(
+            "AUTHKEY_RECEIVER__CLIENTS__0__ENCODING".to_string(),
+            "base16".to_string(),
+        )];
+        let s = Settings::load(None, env).unwrap();
+        assert_eq!(s.clients[0].encoding, Some(BodyEncoding::Base16));
+        assert_eq!(Settings::default().clients[0].encoding, None);
     }
 }

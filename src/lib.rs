@@ -9,7 +9,8 @@
 //! - [`startup`]: [`startup::Application`] — build (bind, open store), then run.
 //! - [`http`]: endpoints, one file per family, errors mapped in `http/error.rs`.
 //! - [`access`]: allowlists and URL tokens.
-//! - [`ingest`]: provider payloads → normalized [`ingest::Event`]s.
+//! - [`ingest`]: provider payloads → normalized [`ingest::Event`]s: Authkey
+//!   flat callbacks, Meta envelopes, RBM push bodies, SMPP receipts, Base16.
 //! - [`store`]: the only place with SQL: schema, migrations, group-commit
 //!   writer, readers.
 //! - [`domain`]: typed values shared by all of the above.

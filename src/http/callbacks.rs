@@ -2,15 +2,16 @@
 //! callbacks. Access is judged before the body is read; the response is sent
 //! only after the store has committed.
 
-use actix_web::http::header;
+use actix_web::http::{header, Method};
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 
-use super::{error::ApiError, AppState};
+use super::{error::ApiError, handshake, AppState};
 use crate::access;
+use crate::config::BodyEncoding;
 use crate::domain::Channel;
 use crate::ingest::{self, RawCallback, Rejection};
-use crate::store::{IngestBatch, Quarantined};
+use crate::store::{IngestBatch, IngestOutcome, Quarantined};
 
 pub(super) async fn callback(
     req: HttpRequest,
@@ -43,7 +44,16 @@ pub(super) async fn callback(
         }
     }
 
+    if req.method() == Method::GET {
+        if let Some(answer) = handshake::meta(client, &query) {
+            return answer;
+        }
+    }
+
     let body = read_body(&req, payload, settings.server.max_body_bytes).await?;
+    if let Some(answer) = handshake::rbm(client, &body) {
+        return answer;
+    }
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -75,9 +85,24 @@ pub(super) async fn callback(
             body.to_vec()
         }
     };
-    let failure = match ingest::parse(raw, &state.ingest) {
-        Ok(parsed) if !parsed.events.is_empty() => {
-            for item in &parsed.rejects {
+    // A Base16 body is decoded first; its declared type describes the hex,
+    // so the decoded bytes are sniffed.
+    let parsed = match client.encoding {
+        Some(BodyEncoding::Base16) => ingest::decode_base16(&body).and_then(|decoded| {
+            let raw = RawCallback {
+                content_type: None,
+                body: &decoded,
+                ..raw
+            };
+            ingest::parse(raw, &state.ingest)
+        }),
+        None => ingest::parse(raw, &state.ingest),
+    };
+    let failure = match parsed {
+        Ok(parsed)
+            if !parsed.events.is_empty() || !parsed.notices.is_empty() || parsed.ignored > 0 =>
+        {
+            for item in parsed.rejects.iter().chain(&parsed.notices) {
                 batch
                     .quarantined
                     .push(quarantine(&item.rejection, item.raw.clone().into_bytes()));
@@ -102,6 +127,10 @@ pub(super) async fn callback(
         state.store.ingest(batch).await?;
         tracing::info!(client = %client.id, channel = channel.as_str(), code = rejection.code, "callback quarantined");
         return Err(ApiError::Rejected(rejection));
+    }
+    if batch.events.is_empty() && batch.quarantined.is_empty() {
+        // Only ignored items (RBM IS_TYPING): nothing to commit.
+        return Ok(HttpResponse::Ok().json(IngestOutcome::default()));
     }
     let outcome = state.store.ingest(batch).await?;
     Ok(HttpResponse::Ok().json(outcome))

@@ -36,6 +36,14 @@ pub enum ApiError {
     /// The body could not be parsed; it was quarantined.
     #[error("{}", .0.message)]
     Rejected(Rejection),
+    /// A provider handshake carried a wrong token, or the client has none.
+    #[error("{message}")]
+    HandshakeRefused {
+        /// Machine code.
+        code: &'static str,
+        /// What was wrong.
+        message: String,
+    },
     /// Storage could not take the write.
     #[error(transparent)]
     Storage(#[from] StoreError),
@@ -54,6 +62,7 @@ impl ApiError {
             ApiError::BodyTooLarge(_) => "body_too_large",
             ApiError::BodyRead(_) => "body_read_error",
             ApiError::Rejected(r) => r.code,
+            ApiError::HandshakeRefused { code, .. } => code,
             ApiError::Storage(_) | ApiError::NotReady(_) => "storage_unavailable",
         }
     }
@@ -64,6 +73,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::UnknownClient(_) | ApiError::UnknownChannel(_) => StatusCode::NOT_FOUND,
             ApiError::IpNotAllowed(_) => StatusCode::FORBIDDEN,
+            ApiError::HandshakeRefused { .. } => StatusCode::FORBIDDEN,
             ApiError::BadUrlToken => StatusCode::UNAUTHORIZED,
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyRead(_) => StatusCode::BAD_REQUEST,

@@ -2,6 +2,7 @@
 
 mod callbacks;
 mod error;
+mod handshake;
 mod health;
 
 use std::sync::Arc;

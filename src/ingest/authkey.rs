@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{phone, status, time, Event, IngestOptions, ItemRejection, Rejection};
+use super::{phone, smpp, status, time, Event, IngestOptions, ItemRejection, Rejection};
 use crate::domain::{Channel, Direction};
 
 const MESSAGE_ID: &[&str] = &["logid", "msgid", "messageid"];
@@ -21,6 +21,15 @@ const STATUS: &[&str] = &["status", "stat", "dlrstatus", "deliverystatus"];
 const TIME: &[&str] = &["time", "timestamp", "datetime", "deliverytime", "donetime"];
 const ERROR: &[&str] = &["error", "errorcode", "err", "errcode"];
 const REASON: &[&str] = &["reason", "description"];
+/// Fields that may carry an SMPP delivery receipt text.
+const RECEIPT: &[&str] = &[
+    "receipt",
+    "text",
+    "dlrtext",
+    "shortmessage",
+    "answer",
+    "smppreceipt",
+];
 
 /// The key/value pairs of one item, keys normalized.
 struct Fields(Vec<(String, String)>);
@@ -63,6 +72,18 @@ pub(super) fn parse_form(
     from_fields(&Fields(fields), payload, channel, opts)
 }
 
+/// Parses a body that is a bare SMPP receipt text; the payload keeps it as
+/// `{"receipt": text}`.
+pub(super) fn parse_receipt_body(
+    text: &str,
+    channel: Channel,
+    opts: &IngestOptions,
+) -> Result<Event, ItemRejection> {
+    let payload = serde_json::json!({ "receipt": text }).to_string();
+    let fields = Fields(vec![("receipt".into(), text.to_string())]);
+    from_fields(&fields, payload, channel, opts)
+}
+
 /// Parses one JSON object item; `raw` is kept as the payload unchanged.
 pub(super) fn parse_json_item(
     raw: &str,
@@ -98,13 +119,21 @@ fn from_fields(
         rejection: Rejection::new(code, message),
         raw: payload.clone(),
     };
-    if !fields.has_any(&[MESSAGE_ID, MOBILE, EMAIL, STATUS, TIME]) {
+    // An SMPP receipt inside a field fills whatever the flat keys leave out.
+    let receipt = RECEIPT
+        .iter()
+        .filter_map(|k| fields.get(&[k]))
+        .find_map(smpp::parse_receipt);
+    if receipt.is_none() && !fields.has_any(&[MESSAGE_ID, MOBILE, EMAIL, STATUS, TIME]) {
         return Err(reject(
             "unknown_fields",
             "no known field (logid, mobile, status, time...) in the callback".into(),
         ));
     }
-    let Some(message_id) = fields.get(MESSAGE_ID) else {
+    let Some(message_id) = fields
+        .get(MESSAGE_ID)
+        .or(receipt.as_ref().map(|r| r.id.as_str()))
+    else {
         return Err(reject(
             "missing_message_id",
             "the callback has no `logid`".into(),
@@ -118,14 +147,19 @@ fn from_fields(
         None => None,
     };
     let email = fields.get(EMAIL).map(str::to_string);
-    if phone.is_none() && email.is_none() {
+    // An SMPP message id names one recipient already, so a receipt alone is
+    // a complete identity.
+    if phone.is_none() && email.is_none() && receipt.is_none() {
         return Err(reject(
             "missing_recipient",
             "the callback has no `mobile` (or `email`)".into(),
         ));
     }
-    let event_at = match fields.get(TIME) {
-        Some(raw) => Some(
+    let event_at = match (
+        fields.get(TIME),
+        receipt.as_ref().and_then(|r| r.done_date.as_deref()),
+    ) {
+        (Some(raw), _) => Some(
             time::parse_provider_time(raw, opts.provider_timezone).ok_or_else(|| {
                 reject(
                     "invalid_time",
@@ -133,9 +167,24 @@ fn from_fields(
                 )
             })?,
         ),
-        None => None,
+        (None, Some(raw)) => Some(
+            smpp::parse_done_date(raw, opts.provider_timezone).ok_or_else(|| {
+                reject(
+                    "invalid_time",
+                    format!("receipt `done date` value `{raw}` is not YYMMDDhhmm[ss]"),
+                )
+            })?,
+        ),
+        (None, None) => None,
     };
-    let provider_status = fields.get(STATUS).map(str::to_string);
+    let provider_status = fields
+        .get(STATUS)
+        .map(str::to_string)
+        .or_else(|| receipt.as_ref().and_then(|r| r.stat.clone()));
+    let error_code = fields
+        .get(ERROR)
+        .map(str::to_string)
+        .or_else(|| receipt.as_ref().and_then(|r| r.err.clone()));
     Ok(Event {
         channel,
         direction: Direction::Status,
@@ -146,7 +195,7 @@ fn from_fields(
             .as_deref()
             .map_or(crate::domain::Status::Unknown, status::normalize),
         provider_status,
-        error_code: fields.get(ERROR).map(str::to_string),
+        error_code,
         event_at,
         text: fields.get(REASON).map(str::to_string),
         media: None,
@@ -194,6 +243,46 @@ mod tests {
             code("logid=abc&mobile=919876543210&time=soon"),
             "invalid_time"
         );
+    }
+
+    #[test]
+    fn an_smpp_receipt_in_a_field_gives_id_status_error_and_time() {
+        let receipt = "id:28bf sub:001 dlvrd:000 submit date:2605281001 done date:2605281002 stat:UNDELIV err:034 text:Hi";
+        let e = parse_json_item(
+            &serde_json::json!({ "mobile": "919876500001", "text": receipt }).to_string(),
+            Channel::Sms,
+            &opts(),
+        )
+        .unwrap();
+        assert_eq!(e.provider_message_id, "28bf");
+        assert_eq!(e.status, Status::Failed);
+        assert_eq!(e.provider_status.as_deref(), Some("UNDELIV"));
+        assert_eq!(e.error_code.as_deref(), Some("034"));
+        assert_eq!(e.event_at, Some(1_779_942_720_000));
+        assert_eq!(e.phone.as_deref(), Some("+919876500001"));
+        let e = parse_receipt_body(receipt, Channel::Sms, &opts()).unwrap();
+        assert_eq!(e.phone, None);
+        assert_eq!(e.provider_message_id, "28bf");
+    }
+
+    #[test]
+    fn flat_keys_win_over_the_receipt_and_a_bad_done_date_is_invalid_time() {
+        let o = opts();
+        let e = parse_form(
+            "logid=L1&mobile=919876500001&status=8&receipt=id%3Ax+stat%3ADELIVRD",
+            Channel::Sms,
+            &o,
+        )
+        .unwrap();
+        assert_eq!(e.provider_message_id, "L1");
+        assert_eq!(e.status, Status::Sent);
+        let err = parse_form(
+            "receipt=id%3Ax+done+date%3A2699999999+stat%3ADELIVRD",
+            Channel::Sms,
+            &o,
+        )
+        .unwrap_err();
+        assert_eq!(err.rejection.code, "invalid_time");
     }
 
     #[test]

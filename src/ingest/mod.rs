@@ -1,18 +1,27 @@
 //! Provider payloads → normalized [`Event`]s. Parsers see bytes and strings,
 //! never HTTP types; one file per provider family.
 //!
-//! [`parse`] detects the body's shape (query string, form, JSON object or
-//! array) and hands each item to the parser for its family. An item that cannot
-//! be read becomes an [`ItemRejection`]; a body that cannot be read at all is a
-//! [`Rejection`].
+//! [`parse`] detects the body's shape (query string, form, bare SMPP receipt,
+//! JSON object or array; per JSON item a Meta envelope, an RBM push body or
+//! an Authkey flat object) and hands each item to the parser for its family.
+//! An item that cannot be read becomes an [`ItemRejection`]; a body that
+//! cannot be read at all is a [`Rejection`]. [`decode_base16`] undoes the
+//! hex encoding some clients apply to the whole body.
 
 mod authkey;
+mod base16;
+pub mod meta;
 pub mod phone;
+pub mod rbm;
+pub mod smpp;
 pub mod status;
 pub mod time;
 
+pub use base16::decode_base16;
+
 use chrono_tz::Tz;
 use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::domain::{Channel, ClientId, Direction, Status};
@@ -81,7 +90,8 @@ impl Event {
 
     /// Identity of the event for de-duplication (contract §3): the same
     /// message reporting the same provider status at the same provider time.
-    /// Inbound messages are identified by their own id.
+    /// Inbound messages are identified by their own id (and sender) alone: a
+    /// redelivered inbound message is the same message whatever else changed.
     pub fn dedup_key(&self, client: &ClientId) -> [u8; 16] {
         let mut h = Sha256::new();
         for part in [
@@ -89,12 +99,15 @@ impl Event {
             self.direction.as_str(),
             &self.provider_message_id,
             self.recipient(),
-            self.provider_status.as_deref().unwrap_or(""),
         ] {
             h.update(part.as_bytes());
             h.update([0]);
         }
-        h.update(self.event_at.unwrap_or(i64::MIN).to_be_bytes());
+        if self.direction == Direction::Status {
+            h.update(self.provider_status.as_deref().unwrap_or("").as_bytes());
+            h.update([0]);
+            h.update(self.event_at.unwrap_or(i64::MIN).to_be_bytes());
+        }
         let digest = h.finalize();
         let mut key = [0u8; 16];
         key.copy_from_slice(&digest[..16]);
@@ -129,6 +142,15 @@ pub struct ItemRejection {
     pub raw: String,
 }
 
+impl ItemRejection {
+    pub(crate) fn new(code: &'static str, message: impl Into<String>, raw: String) -> Self {
+        ItemRejection {
+            rejection: Rejection::new(code, message),
+            raw,
+        }
+    }
+}
+
 /// The result of reading a body that had a readable shape.
 #[derive(Debug, Default)]
 pub struct Parsed {
@@ -136,9 +158,16 @@ pub struct Parsed {
     pub events: Vec<Event>,
     /// Items that were refused.
     pub rejects: Vec<ItemRejection>,
+    /// Provider notices that are not events (a Meta `errors` list, a change
+    /// this receiver does not read): kept in quarantine for an operator, but
+    /// the body is answered `200` so the provider does not retry it.
+    pub notices: Vec<ItemRejection>,
+    /// Items understood and deliberately not stored (RBM `IS_TYPING`).
+    pub ignored: usize,
 }
 
-/// Reads a callback into events. `Err` means nothing in it could be read.
+/// Reads a callback into events. `Err` means nothing in it could be read;
+/// `Ok` always holds at least one event, rejection, notice or ignored item.
 pub fn parse(raw: RawCallback<'_>, opts: &IngestOptions) -> Result<Parsed, Rejection> {
     let body = std::str::from_utf8(raw.body)
         .map_err(|e| Rejection::new("invalid_utf8", format!("body is not UTF-8: {e}")))?;
@@ -153,14 +182,47 @@ pub fn parse(raw: RawCallback<'_>, opts: &IngestOptions) -> Result<Parsed, Rejec
         return Ok(parsed);
     }
     match body_kind(raw.content_type, body)? {
+        BodyKind::Form if smpp::parse_receipt(body).is_some() => {
+            parsed.push(authkey::parse_receipt_body(body, raw.channel, opts));
+        }
         BodyKind::Form => parsed.push(authkey::parse_form(body, raw.channel, opts)),
         BodyKind::Json => {
             for item in json_items(body)? {
-                parsed.push(authkey::parse_json_item(item.get(), raw.channel, opts));
+                parse_json_item(item.get(), raw.channel, opts, &mut parsed);
             }
         }
     }
+    if parsed.events.is_empty()
+        && parsed.rejects.is_empty()
+        && parsed.notices.is_empty()
+        && parsed.ignored == 0
+    {
+        return Err(Rejection::new("no_events", "the body holds no events"));
+    }
     Ok(parsed)
+}
+
+/// Sends one JSON item to its family's parser: a Meta envelope (`object` and
+/// `entry`), an RBM push body (`message.data`), else an Authkey flat object.
+fn parse_json_item(item: &str, channel: Channel, opts: &IngestOptions, parsed: &mut Parsed) {
+    let envelope =
+        if item.starts_with('{') && (item.contains("\"entry\"") || item.contains("\"message\"")) {
+            serde_json::from_str::<Map<String, Value>>(item).ok()
+        } else {
+            None
+        };
+    match envelope {
+        Some(root) if root.contains_key("object") && root.contains_key("entry") => {
+            if let Err(rejection) = meta::parse_envelope(&root, channel, opts, parsed) {
+                parsed.rejects.push(ItemRejection {
+                    rejection,
+                    raw: item.to_string(),
+                });
+            }
+        }
+        Some(root) if rbm::is_push(&root) => rbm::parse_push(&root, channel, opts, parsed),
+        _ => parsed.push(authkey::parse_json_item(item, channel, opts)),
+    }
 }
 
 impl Parsed {
@@ -242,7 +304,7 @@ pub const MAX_JSON_DEPTH: usize = 64;
 
 /// Whether brackets nest deeper than `limit`, scanning bytes (strings and
 /// their escapes skipped) so no parser ever recurses on hostile input.
-fn nesting_exceeds(json: &str, limit: usize) -> bool {
+pub(crate) fn nesting_exceeds(json: &str, limit: usize) -> bool {
     let mut depth = 0usize;
     let mut in_string = false;
     let mut escaped = false;
@@ -270,6 +332,9 @@ fn nesting_exceeds(json: &str, limit: usize) -> bool {
     }
     false
 }
+
+#[cfg(test)]
+mod proptests;
 
 #[cfg(test)]
 mod tests {
@@ -333,6 +398,50 @@ mod tests {
             ..cb(None, "")
         };
         assert_eq!(parse(bad, &o).unwrap_err().code, "invalid_utf8");
+    }
+
+    #[test]
+    fn an_inbound_message_is_identified_by_its_id_alone() {
+        let c: ClientId = "c".parse().unwrap();
+        let first = Event {
+            channel: Channel::Whatsapp,
+            direction: Direction::Inbound,
+            provider_message_id: "wamid.in".into(),
+            phone: Some("+919876543210".into()),
+            email: None,
+            status: Status::Received,
+            provider_status: Some("text".into()),
+            error_code: None,
+            event_at: Some(1),
+            text: Some("hi".into()),
+            media: None,
+            reply_to: None,
+            payload: "{}".into(),
+        };
+        let redelivered = Event {
+            event_at: Some(2),
+            provider_status: None,
+            ..first.clone()
+        };
+        assert_eq!(first.dedup_key(&c), redelivered.dedup_key(&c));
+        let other = Event {
+            provider_message_id: "wamid.other".into(),
+            ..first.clone()
+        };
+        assert_ne!(first.dedup_key(&c), other.dedup_key(&c));
+        let as_status = Event {
+            direction: Direction::Status,
+            ..first.clone()
+        };
+        assert_ne!(first.dedup_key(&c), as_status.dedup_key(&c));
+        assert_ne!(
+            as_status.dedup_key(&c),
+            Event {
+                event_at: Some(2),
+                ..as_status.clone()
+            }
+            .dedup_key(&c)
+        );
     }
 
     #[test]

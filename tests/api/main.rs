@@ -4,5 +4,8 @@ mod callbacks;
 mod config_cli;
 mod crash;
 mod errors;
+mod handshakes;
 mod helpers;
+mod message_state;
+mod providers;
 mod storage_faults;
