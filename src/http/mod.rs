@@ -1,8 +1,10 @@
 //! HTTP endpoints, one file per family; [`configure`] mounts them all.
 
 mod callbacks;
+mod door;
 mod error;
 mod health;
+pub(crate) mod limits;
 
 use std::sync::Arc;
 
