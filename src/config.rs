@@ -668,4 +668,32 @@ mod tests {
             .to_string();
         assert!(err.contains("lisen"), "{err}");
     }
+
+    #[test]
+    fn limits_must_be_real_and_tls_needs_both_files() {
+        let cases = [
+            ("[server]\nmax_header_bytes = 10\n", "server.max_header_bytes"),
+            ("[server]\nhead_timeout = \"0s\"\n", "server.head_timeout"),
+            ("[server]\nbody_timeout = \"0s\"\n", "server.body_timeout"),
+            ("[server]\nmax_connections = 0\n", "server.max_connections"),
+            ("[server]\nmax_json_depth = 65\n", "server.max_json_depth"),
+            ("[server]\nforwarded_header = \"x-real-ip\"\n", "server.forwarded_header"),
+            ("[server]\ntls_cert = \"c.pem\"\n", "server.tls_cert"),
+            (
+                "[[clients]]\nid = \"a\"\nclass = \"standard\"\nsigning_secret = \"whsec_c2hvcnQ=\"\n",
+                "clients[0].signing_secret[0]",
+            ),
+            (
+                "[[clients]]\nid = \"a\"\nclass = \"standard\"\nmeta_app_secret = \"\"\n",
+                "clients[0].meta_app_secret",
+            ),
+        ];
+        for (text, key) in cases {
+            let err = load_str(text).unwrap_err().to_string();
+            assert!(err.contains(&format!("`{key}`")), "{text:?} gave {err}");
+        }
+        let s = load_str("[server]\nkeep_alive = \"0s\"\n[[clients]]\nid = \"a\"\nclass = \"standard\"\nsigning_secret = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]\n").unwrap();
+        assert!(s.server.keep_alive.is_zero());
+        assert_eq!(s.clients[0].signing_secret.as_ref().unwrap().len(), 1);
+    }
 }

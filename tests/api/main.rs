@@ -1,8 +1,13 @@
 //! Black-box tests: real HTTP on a random loopback port, real SQLite files.
 
+mod access;
 mod callbacks;
 mod config_cli;
 mod crash;
 mod errors;
 mod helpers;
+mod limits;
+mod secret_files;
+mod signatures;
 mod storage_faults;
+mod tls;
