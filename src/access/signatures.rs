@@ -39,6 +39,10 @@ pub enum SignatureError {
     /// No signature matched.
     #[error("{0} does not match")]
     Mismatch(&'static str),
+    /// The body is empty, so a signature over it would not cover the data
+    /// (which could only come from the unsigned query string).
+    #[error("a signed callback must carry its data in the body")]
+    EmptyBody,
 }
 
 /// Runs every check the client has configured; all must pass. `header` looks
@@ -49,6 +53,12 @@ pub fn verify_client<'a>(
     body: &[u8],
     now: i64,
 ) -> Result<(), SignatureError> {
+    let required = client.signing_secret.is_some()
+        || client.meta_app_secret.is_some()
+        || client.rbm_client_token.is_some();
+    if required && body.is_empty() {
+        return Err(SignatureError::EmptyBody);
+    }
     if let Some(secrets) = &client.signing_secret {
         verify_standard(
             secrets,

@@ -124,6 +124,22 @@ async fn during_rotation_either_secret_may_sign_and_several_signatures_may_be_se
 }
 
 #[tokio::test]
+async fn a_signed_client_takes_no_data_from_the_unsigned_query_string() {
+    let app = standard_app(&[OLD_SECRET]).await;
+    let ts = now();
+    // A valid signature over the empty body does not cover the query.
+    let headers = webhook_headers("msg_11", ts, sign(OLD_SECRET, "msg_11", ts, ""));
+    let mut req = app
+        .http
+        .get(app.url("/v1/callbacks/default/sms?logid=q1&mobile=919876500001&status=delivered"));
+    for (k, v) in &headers {
+        req = req.header(*k, v);
+    }
+    assert_401(req.send().await.unwrap()).await;
+    assert_eq!(app.count("events") + app.count("rejected"), 0);
+}
+
+#[tokio::test]
 async fn a_meta_signature_over_the_raw_body_is_checked() {
     const SECRET: &str = "meta-app-secret-0123";
     let app = spawn_app_with(|s| s.clients[0].meta_app_secret = Some(SECRET.into())).await;
