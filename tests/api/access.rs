@@ -2,8 +2,9 @@
 //! client address behind trusted proxies, and the URL token kept out of the
 //! database and the logs.
 
-use std::net::IpAddr;
-use std::process::Command;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::process::{Child, Command};
 
 use authkey_receiver::access::proxies::ForwardedHeader;
 use authkey_receiver::config::ClientSettings;
@@ -202,20 +203,11 @@ async fn with_rfc7239_configured_only_forwarded_is_read() {
 async fn the_url_token_never_reaches_the_log_or_the_database_files() {
     const TOKEN: &str = "Tk9-s3cr3t-url-t0ken";
     let tmp = tempfile::tempdir().unwrap();
-    let log_path = tmp.path().join("stderr.log");
     let data = tmp.path().join("data");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_authkey-receiver"))
-        .arg("serve")
-        .env("AUTHKEY_RECEIVER__SERVER__LISTEN", "127.0.0.1:0")
-        .env("AUTHKEY_RECEIVER__STORAGE__DATA_DIR", &data)
-        .env("AUTHKEY_RECEIVER__ARCHIVE__DIR", data.join("archive"))
-        .env("AUTHKEY_RECEIVER__CLIENTS__0__URL_TOKEN", TOKEN)
-        .env("AUTHKEY_RECEIVER__LOG__LEVEL", "trace")
-        .env("AUTHKEY_RECEIVER__LOG__FORMAT", "json")
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
-    let addr = wait_for_listen_line(&log_path);
+    let (child, addr) = serve_logged(
+        tmp.path(),
+        &[("AUTHKEY_RECEIVER__CLIENTS__0__URL_TOKEN", TOKEN)],
+    );
     let base = format!("http://{addr}/v1/callbacks/default/sms");
     let http = reqwest::Client::new();
     for (query, status) in [
@@ -238,14 +230,8 @@ async fn the_url_token_never_reaches_the_log_or_the_database_files() {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 400);
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(child.wait().unwrap().success());
 
-    let log = std::fs::read_to_string(&log_path).unwrap();
-    assert!(log.contains("stopped cleanly"), "{log}");
+    let log = stop_and_read_log(child, tmp.path());
     assert!(log.contains("missing or wrong url token"), "{log}");
     assert!(!log.contains(TOKEN), "the token is in the log:\n{log}");
     let conn = rusqlite::Connection::open(data.join("receiver.db")).unwrap();
@@ -271,8 +257,74 @@ async fn the_url_token_never_reaches_the_log_or_the_database_files() {
     }
 }
 
+#[tokio::test]
+async fn a_denied_address_is_logged_with_the_client_and_stores_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (child, addr) = serve_logged(
+        tmp.path(),
+        &[("AUTHKEY_RECEIVER__ALLOWLIST__DEFAULT", "[\"127.0.0.1/32\"]")],
+    );
+    let http = reqwest::Client::builder()
+        .local_address("127.0.0.9".parse::<IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    let resp = http
+        .get(format!("http://{addr}/v1/callbacks/default/sms?{BODY}"))
+        .send()
+        .await
+        .unwrap();
+    assert_denied(resp).await;
+    let log = stop_and_read_log(child, tmp.path());
+    let line = log
+        .lines()
+        .find(|l| l.contains("not in allowlist"))
+        .unwrap_or_else(|| panic!("no denial line in:\n{log}"));
+    assert!(line.contains("127.0.0.9"), "{line}");
+    assert!(line.contains("\"client\":\"default\""), "{line}");
+    let db = rusqlite::Connection::open(tmp.path().join("data/receiver.db")).unwrap();
+    let rows: i64 = db
+        .query_row(
+            "SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM rejected)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(rows, 0);
+}
+
+/// Starts the binary with its data in `dir/data`, logging JSON at `trace`
+/// level to `dir/stderr.log`.
+fn serve_logged(dir: &Path, env: &[(&str, &str)]) -> (Child, SocketAddr) {
+    let data = dir.join("data");
+    let log = dir.join("stderr.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_authkey-receiver"))
+        .arg("serve")
+        .env("AUTHKEY_RECEIVER__SERVER__LISTEN", "127.0.0.1:0")
+        .env("AUTHKEY_RECEIVER__STORAGE__DATA_DIR", &data)
+        .env("AUTHKEY_RECEIVER__ARCHIVE__DIR", data.join("archive"))
+        .env("AUTHKEY_RECEIVER__LOG__LEVEL", "trace")
+        .env("AUTHKEY_RECEIVER__LOG__FORMAT", "json")
+        .envs(env.iter().copied())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    (child, wait_for_listen_line(&log))
+}
+
+/// Stops the binary with SIGTERM and returns its whole log.
+fn stop_and_read_log(mut child: Child, dir: &Path) -> String {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let log = std::fs::read_to_string(dir.join("stderr.log")).unwrap();
+    assert!(log.contains("stopped cleanly"), "{log}");
+    log
+}
+
 /// Waits for the binary's "listening on" line in its log file.
-pub fn wait_for_listen_line(log: &std::path::Path) -> std::net::SocketAddr {
+fn wait_for_listen_line(log: &Path) -> SocketAddr {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let text = std::fs::read_to_string(log).unwrap_or_default();
