@@ -70,8 +70,9 @@ async fn a_client_sending_one_header_byte_per_second_is_cut_off_while_others_are
     tokio::time::sleep(Duration::from_millis(500)).await;
     json_with_status(app.post_form("sms", FORM).await, 200).await;
     let cut = slow.await.unwrap();
-    assert!(cut.sent <= 5, "sent {} header bytes", cut.sent);
-    assert!(cut.lasted < Duration::from_secs(6), "{:?}", cut.lasted);
+    // Cut at the configured 2 s, well before actix's own 5 s default.
+    assert!(cut.sent <= 3, "sent {} header bytes", cut.sent);
+    assert!(cut.lasted < Duration::from_secs(4), "{:?}", cut.lasted);
     assert!(
         cut.answer.is_empty() || cut.answer.starts_with("HTTP/1.1 408"),
         "{}",
@@ -142,7 +143,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_keep_alive_time() {
         answer.to_ascii_lowercase().contains("connection: close"),
         "{answer}"
     );
-    assert!(open < Duration::from_millis(500), "{open:?}");
+    assert!(open < Duration::from_secs(2), "{open:?}");
 }
 
 #[tokio::test]
@@ -158,17 +159,19 @@ async fn connections_past_the_cap_wait_until_one_closes() {
         TcpStream::connect(app.addr).await.unwrap(),
     ];
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let fresh = || {
-        reqwest::Client::builder()
-            .timeout(Duration::from_secs(1))
-            .build()
-            .unwrap()
-    };
-    let third = fresh().get(app.url("/healthz")).send().await;
+    let fresh = |timeout| reqwest::Client::builder().timeout(timeout).build().unwrap();
+    let third = fresh(Duration::from_secs(1))
+        .get(app.url("/healthz"))
+        .send()
+        .await;
     assert!(third.is_err(), "a third connection was served: {third:?}");
     drop(idle);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let served = fresh().get(app.url("/healthz")).send().await.unwrap();
+    let served = fresh(Duration::from_secs(10))
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(served.status().as_u16(), 200);
 }
 
