@@ -103,7 +103,7 @@ pub struct ServerSettings {
     pub forwarded_header: ForwardedHeader,
     /// Largest request head (request line and headers), in bytes.
     pub max_header_bytes: usize,
-    /// Deadline for the request head, from the connection's first byte.
+    /// Deadline for the request head (and TLS handshake) after the connection opens.
     #[serde(with = "humantime_serde")]
     pub head_timeout: Duration,
     /// Deadline for the request body, from the end of its head.
