@@ -10,6 +10,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+use crate::access::proxies::ForwardedHeader;
+use crate::access::{secrets, signatures};
 use crate::domain::ClientId;
 
 /// The embedded default configuration, printed by `config print-default`.
@@ -17,6 +19,10 @@ pub const DEFAULT_TOML: &str = include_str!("default.toml");
 
 /// Prefix of the environment variables that override single keys.
 pub const ENV_PREFIX: &str = "AUTHKEY_RECEIVER__";
+
+/// The HTTP parser's own ceiling on a request head; `server.max_header_bytes`
+/// may only lower it.
+pub const MAX_HEADER_BYTES: usize = 131_072;
 
 /// A configuration problem; the message names the key at fault.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +99,29 @@ pub struct ServerSettings {
     /// Grace period for in-flight requests on shutdown.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// Header a trusted proxy names the client in.
+    pub forwarded_header: ForwardedHeader,
+    /// Largest request head (request line and headers), in bytes.
+    pub max_header_bytes: usize,
+    /// Deadline for the request head (and TLS handshake) after the connection opens.
+    #[serde(with = "humantime_serde")]
+    pub head_timeout: Duration,
+    /// Deadline for the request body, from the end of its head.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// How long an idle connection is kept open; zero turns keep-alive off.
+    #[serde(with = "humantime_serde")]
+    pub keep_alive: Duration,
+    /// Most connections open at once, over all workers.
+    pub max_connections: usize,
+    /// Deepest JSON nesting accepted in a callback body.
+    pub max_json_depth: usize,
+    /// PEM certificate chain; with `tls_key`, the listener speaks HTTPS.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert` (must be mode 0600 or stricter).
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// How the SQLite writer syncs commits to disk.
@@ -218,9 +247,29 @@ pub struct ClientSettings {
     /// Token answering Meta's `hub.challenge` subscription handshake.
     #[serde(default)]
     pub meta_verify_token: Option<String>,
-    /// Google RBM client token: answers RBM's `clientToken` handshake.
+    /// File holding `url_token`.
+    #[serde(default)]
+    pub url_token_file: Option<PathBuf>,
+    /// Standard Webhooks secrets (`whsec_...`); any of them may sign, so a
+    /// new one can be added before the old one is removed.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub signing_secret: Option<Vec<String>>,
+    /// File holding `signing_secret`, one secret per line.
+    #[serde(default)]
+    pub signing_secret_file: Option<PathBuf>,
+    /// Meta app secret: callbacks must carry a valid `X-Hub-Signature-256`.
+    #[serde(default)]
+    pub meta_app_secret: Option<String>,
+    /// File holding `meta_app_secret`.
+    #[serde(default)]
+    pub meta_app_secret_file: Option<PathBuf>,
+    /// Google RBM client token: callbacks must carry a valid `X-Goog-Signature`;
+    /// it also answers RBM's `clientToken` handshake.
     #[serde(default)]
     pub rbm_client_token: Option<String>,
+    /// File holding `rbm_client_token`.
+    #[serde(default)]
+    pub rbm_client_token_file: Option<PathBuf>,
 }
 
 /// Encoding of a client's callback bodies.
@@ -229,6 +278,20 @@ pub struct ClientSettings {
 pub enum BodyEncoding {
     /// Hex digits of either case, two per byte.
     Base16,
+}
+
+/// Reads a string or a list of strings.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(Some(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    }))
 }
 
 impl ClientSettings {
@@ -279,13 +342,71 @@ impl Settings {
     }
 
     fn from_value(table: toml::Table) -> Result<Settings, ConfigError> {
-        let settings: Settings = serde_path_to_error::deserialize(toml::Value::Table(table))
+        let mut settings: Settings = serde_path_to_error::deserialize(toml::Value::Table(table))
             .map_err(|e| {
                 let key = e.path().to_string();
                 ConfigError::key(key, one_line(&e.into_inner().to_string()))
             })?;
+        settings.read_secret_files()?;
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// Fills each secret from its `*_file` key, and checks that the TLS key
+    /// file is private. A key and its `_file` twin are mutually exclusive.
+    fn read_secret_files(&mut self) -> Result<(), ConfigError> {
+        fn fill<T>(
+            key: String,
+            value: &mut Option<T>,
+            file: Option<&Path>,
+            read: impl Fn(&Path) -> Result<T, secrets::SecretFileError>,
+        ) -> Result<(), ConfigError> {
+            let Some(path) = file else {
+                return Ok(());
+            };
+            if value.is_some() {
+                return Err(ConfigError::key(
+                    format!("{key}_file"),
+                    format!("set either `{key}` or `{key}_file`, not both"),
+                ));
+            }
+            *value = Some(
+                read(path).map_err(|e| ConfigError::key(format!("{key}_file"), e.to_string()))?,
+            );
+            Ok(())
+        }
+        if let Some(path) = &self.server.tls_key {
+            secrets::ensure_private(path)
+                .map_err(|e| ConfigError::key("server.tls_key", e.to_string()))?;
+        }
+        for (i, c) in self.clients.iter_mut().enumerate() {
+            let key = |name: &str| format!("clients[{i}].{name}");
+            fill(
+                key("url_token"),
+                &mut c.url_token,
+                c.url_token_file.as_deref(),
+                secrets::read_secret,
+            )?;
+            fill(
+                key("signing_secret"),
+                &mut c.signing_secret,
+                c.signing_secret_file.as_deref(),
+                secrets::read_secret_lines,
+            )?;
+            fill(
+                key("meta_app_secret"),
+                &mut c.meta_app_secret,
+                c.meta_app_secret_file.as_deref(),
+                secrets::read_secret,
+            )?;
+            fill(
+                key("rbm_client_token"),
+                &mut c.rbm_client_token,
+                c.rbm_client_token_file.as_deref(),
+                secrets::read_secret,
+            )?;
+        }
+        Ok(())
     }
 
     /// Checks what the types alone cannot.
@@ -296,6 +417,7 @@ impl Settings {
                 "must be at least 1",
             ));
         }
+        self.validate_limits()?;
         if self.storage.batch_max_events == 0 {
             return Err(ConfigError::key(
                 "storage.batch_max_events",
@@ -332,23 +454,70 @@ impl Settings {
                     "must be at least 1",
                 ));
             }
-            if client.url_token.as_deref().is_some_and(str::is_empty) {
-                return Err(ConfigError::key(
-                    format!("clients[{i}].url_token"),
-                    "must not be empty",
-                ));
-            }
-            for (key, value) in [
+            for (name, value) in [
+                ("url_token", &client.url_token),
                 ("meta_verify_token", &client.meta_verify_token),
+                ("meta_app_secret", &client.meta_app_secret),
                 ("rbm_client_token", &client.rbm_client_token),
             ] {
                 if value.as_deref().is_some_and(str::is_empty) {
                     return Err(ConfigError::key(
-                        format!("clients[{i}].{key}"),
+                        format!("clients[{i}].{name}"),
                         "must not be empty",
                     ));
                 }
             }
+            if let Some(list) = &client.signing_secret {
+                if list.is_empty() {
+                    return Err(ConfigError::key(
+                        format!("clients[{i}].signing_secret"),
+                        "must hold at least one secret",
+                    ));
+                }
+                for (j, secret) in list.iter().enumerate() {
+                    signatures::decode_signing_secret(secret).map_err(|m| {
+                        ConfigError::key(format!("clients[{i}].signing_secret[{j}]"), m)
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Request limits and TLS: every limit must be a real one.
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        if !(1024..=MAX_HEADER_BYTES).contains(&s.max_header_bytes) {
+            return Err(ConfigError::key(
+                "server.max_header_bytes",
+                format!("must be between 1024 and {MAX_HEADER_BYTES}"),
+            ));
+        }
+        for (key, value) in [
+            ("server.head_timeout", s.head_timeout),
+            ("server.body_timeout", s.body_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::key(key, "must be more than 0s"));
+            }
+        }
+        if s.max_connections == 0 {
+            return Err(ConfigError::key(
+                "server.max_connections",
+                "must be at least 1",
+            ));
+        }
+        if !(1..=crate::ingest::MAX_JSON_DEPTH).contains(&s.max_json_depth) {
+            return Err(ConfigError::key(
+                "server.max_json_depth",
+                format!("must be between 1 and {}", crate::ingest::MAX_JSON_DEPTH),
+            ));
+        }
+        if s.tls_cert.is_some() != s.tls_key.is_some() {
+            return Err(ConfigError::key(
+                "server.tls_cert",
+                "tls_cert and tls_key must be set together",
+            ));
         }
         Ok(())
     }
@@ -540,5 +709,33 @@ mod tests {
         let s = Settings::load(None, env).unwrap();
         assert_eq!(s.clients[0].encoding, Some(BodyEncoding::Base16));
         assert_eq!(Settings::default().clients[0].encoding, None);
+    }
+
+    #[test]
+    fn limits_must_be_real_and_tls_needs_both_files() {
+        let cases = [
+            ("[server]\nmax_header_bytes = 10\n", "server.max_header_bytes"),
+            ("[server]\nhead_timeout = \"0s\"\n", "server.head_timeout"),
+            ("[server]\nbody_timeout = \"0s\"\n", "server.body_timeout"),
+            ("[server]\nmax_connections = 0\n", "server.max_connections"),
+            ("[server]\nmax_json_depth = 65\n", "server.max_json_depth"),
+            ("[server]\nforwarded_header = \"x-real-ip\"\n", "server.forwarded_header"),
+            ("[server]\ntls_cert = \"c.pem\"\n", "server.tls_cert"),
+            (
+                "[[clients]]\nid = \"a\"\nclass = \"standard\"\nsigning_secret = \"whsec_c2hvcnQ=\"\n",
+                "clients[0].signing_secret[0]",
+            ),
+            (
+                "[[clients]]\nid = \"a\"\nclass = \"standard\"\nmeta_app_secret = \"\"\n",
+                "clients[0].meta_app_secret",
+            ),
+        ];
+        for (text, key) in cases {
+            let err = load_str(text).unwrap_err().to_string();
+            assert!(err.contains(&format!("`{key}`")), "{text:?} gave {err}");
+        }
+        let s = load_str("[server]\nkeep_alive = \"0s\"\n[[clients]]\nid = \"a\"\nclass = \"standard\"\nsigning_secret = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]\n").unwrap();
+        assert!(s.server.keep_alive.is_zero());
+        assert_eq!(s.clients[0].signing_secret.as_ref().unwrap().len(), 1);
     }
 }

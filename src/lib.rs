@@ -8,7 +8,9 @@
 //! - [`telemetry`]: the tracing subscriber.
 //! - [`startup`]: [`startup::Application`] — build (bind, open store), then run.
 //! - [`http`]: endpoints, one file per family, errors mapped in `http/error.rs`.
-//! - [`access`]: allowlists and URL tokens.
+//! - [`access`]: allowlists, client address behind proxies, URL tokens,
+//!   signatures, secret files.
+//! - [`tls`]: rustls server configuration from PEM files.
 //! - [`ingest`]: provider payloads → normalized [`ingest::Event`]s: Authkey
 //!   flat callbacks, Meta envelopes, RBM push bodies, SMPP receipts, Base16.
 //! - [`store`]: the only place with SQL: schema, migrations, group-commit
@@ -28,3 +30,4 @@ pub mod ingest;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod tls;

@@ -55,7 +55,7 @@ fn serve(settings: Settings) -> ExitCode {
     telemetry::init(&settings.log);
     let result = actix_web::rt::System::new().block_on(async move {
         let app = Application::build(settings)?;
-        tracing::info!("listening on http://{}", app.addr());
+        tracing::info!("listening on {}://{}", app.scheme(), app.addr());
         app.run_until_stopped().await?;
         tracing::info!("stopped cleanly");
         Ok::<_, anyhow::Error>(())

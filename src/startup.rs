@@ -7,11 +7,14 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
 use actix_web::dev::{Server, ServerHandle};
+use actix_web::http::KeepAlive;
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
 use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::store::{Store, StoreError, WriterHandle};
+use crate::tls::{self, TlsError};
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +30,9 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// The TLS certificate or key could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// A bound, ready-to-run service.
@@ -34,6 +40,7 @@ pub struct Application {
     addr: SocketAddr,
     server: Server,
     writer: WriterHandle,
+    tls: bool,
 }
 
 impl Application {
@@ -41,6 +48,10 @@ impl Application {
     /// [`Application::run_until_stopped`].
     pub fn build(settings: Settings) -> Result<Application, StartError> {
         let settings = Arc::new(settings);
+        let tls_config = match (&settings.server.tls_cert, &settings.server.tls_key) {
+            (Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
+            _ => None,
+        };
         let (store, writer) = Store::open(&settings.storage)?;
         let listen = settings.server.listen;
         let bind_error = |source| StartError::Bind {
@@ -54,23 +65,49 @@ impl Application {
             n => n,
         };
         let shutdown_secs = settings.server.shutdown_timeout.as_secs();
+        let limits = &settings.server;
+        let keep_alive = match limits.keep_alive {
+            d if d.is_zero() => KeepAlive::Disabled,
+            d => KeepAlive::Timeout(d),
+        };
+        // actix counts connections per worker; the setting is for the server.
+        let per_worker = limits.max_connections.div_ceil(workers);
+        let (head_timeout, tls) = (limits.head_timeout, tls_config.is_some());
         let state = web::Data::new(AppState::new(settings, store));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .wrap(from_fn(http::limits::head_size))
                 .configure(http::configure)
                 .default_service(web::to(http::not_found))
         })
         .workers(workers)
         .shutdown_timeout(shutdown_secs)
-        .listen(listener)
+        .keep_alive(keep_alive)
+        .client_request_timeout(head_timeout)
+        .tls_handshake_timeout(head_timeout)
+        .max_connections(per_worker);
+        let server = match tls_config {
+            Some(config) => server.listen_rustls_0_23(listener, config),
+            None => server.listen(listener),
+        }
         .map_err(bind_error)?
         .run();
         Ok(Application {
             addr,
             server,
             writer,
+            tls,
         })
+    }
+
+    /// `https` when `server.tls_cert` is set, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// The bound address (the real port when `listen` asked for port 0).

@@ -1,5 +1,13 @@
 //! Who may write: the peer address against the allowlists, and the per-client
 //! URL token. Pure functions over already-parsed values; no HTTP types.
+//!
+//! - [`proxies`]: the client address behind trusted reverse proxies.
+//! - [`signatures`]: Standard Webhooks, Meta and Google RBM signatures.
+//! - [`secrets`]: secrets read from owner-only files.
+
+pub mod proxies;
+pub mod secrets;
+pub mod signatures;
 
 use std::net::IpAddr;
 

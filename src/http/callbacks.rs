@@ -1,12 +1,12 @@
 //! `GET|POST /v1/callbacks/{client}/{channel}`: the door for provider
-//! callbacks. Access is judged before the body is read; the response is sent
-//! only after the store has committed.
+//! callbacks. Access is judged before the body is read, signatures over the
+//! raw body before it is parsed (see `door`); the response is sent only after
+//! the store has committed.
 
 use actix_web::http::{header, Method};
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures_util::StreamExt;
 
-use super::{error::ApiError, handshake, AppState};
+use super::{door, error::ApiError, handshake, AppState};
 use crate::access;
 use crate::config::BodyEncoding;
 use crate::domain::Channel;
@@ -28,10 +28,8 @@ pub(super) async fn callback(
         .parse()
         .map_err(|()| ApiError::UnknownChannel(channel_name.clone()))?;
 
-    let peer = req
-        .peer_addr()
-        .map(|a| a.ip().to_canonical())
-        .ok_or_else(|| ApiError::IpNotAllowed("unknown".into()))?;
+    // The client's address: the TCP peer, or whom a trusted proxy names.
+    let peer = door::client_ip(&req, &settings.server)?;
     if !access::ip_allowed(settings, client, peer) {
         tracing::warn!(%peer, client = %client.id, "callback from address not in allowlist");
         return Err(ApiError::IpNotAllowed(peer.to_string()));
@@ -50,10 +48,19 @@ pub(super) async fn callback(
         }
     }
 
-    let body = read_body(&req, payload, settings.server.max_body_bytes).await?;
+    door::refuse_content_encoding(&req)?;
+    let body = door::read_body(
+        &req,
+        payload,
+        settings.server.max_body_bytes,
+        settings.server.body_timeout,
+    )
+    .await?;
+    // Handshakes carry no signature: they are answered before the check.
     if let Some(answer) = handshake::rbm(client, &body) {
         return answer;
     }
+    door::verify_signatures(&req, client, &body)?;
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -87,8 +94,10 @@ pub(super) async fn callback(
     };
     // A Base16 body is decoded first; its declared type describes the hex,
     // so the decoded bytes are sniffed.
+    let depth = settings.server.max_json_depth;
     let parsed = match client.encoding {
         Some(BodyEncoding::Base16) => ingest::decode_base16(&body).and_then(|decoded| {
+            door::check_json_depth(&decoded, depth)?;
             let raw = RawCallback {
                 content_type: None,
                 body: &decoded,
@@ -96,7 +105,9 @@ pub(super) async fn callback(
             };
             ingest::parse(raw, &state.ingest)
         }),
-        None => ingest::parse(raw, &state.ingest),
+        None => {
+            door::check_json_depth(&body, depth).and_then(|()| ingest::parse(raw, &state.ingest))
+        }
     };
     let failure = match parsed {
         Ok(parsed)
@@ -134,30 +145,4 @@ pub(super) async fn callback(
     }
     let outcome = state.store.ingest(batch).await?;
     Ok(HttpResponse::Ok().json(outcome))
-}
-
-/// Reads the body, refusing it as soon as it is known to exceed `limit`: from
-/// `Content-Length` before reading anything, else while streaming.
-async fn read_body(
-    req: &HttpRequest,
-    mut payload: web::Payload,
-    limit: usize,
-) -> Result<web::Bytes, ApiError> {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(ApiError::BodyTooLarge(limit));
-    }
-    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::BodyRead(e.to_string()))?;
-        if body.len() + chunk.len() > limit {
-            return Err(ApiError::BodyTooLarge(limit));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
 }

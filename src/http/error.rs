@@ -6,6 +6,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
+use crate::access::signatures::SignatureError;
 use crate::ingest::Rejection;
 use crate::store::StoreError;
 
@@ -27,6 +28,21 @@ pub enum ApiError {
     /// URL token missing or wrong.
     #[error("missing or wrong `token` query parameter")]
     BadUrlToken,
+    /// A trusted proxy named a client address that cannot be read.
+    #[error("the client address forwarded by the proxy cannot be read")]
+    UnreadableClientAddress,
+    /// A required signature is missing or wrong.
+    #[error("signature check failed: {0}")]
+    BadSignature(SignatureError),
+    /// A `Content-Encoding` other than identity.
+    #[error("content encoding `{0}` is not accepted; send the body uncompressed")]
+    UnsupportedEncoding(String),
+    /// The body did not arrive within `server.body_timeout`.
+    #[error("the body did not arrive within {0} seconds")]
+    BodyTimeout(u64),
+    /// The request head is over `server.max_header_bytes`.
+    #[error("request line and headers are larger than {0} bytes")]
+    HeadersTooLarge(usize),
     /// Body over `server.max_body_bytes`.
     #[error("body is larger than {0} bytes")]
     BodyTooLarge(usize),
@@ -59,6 +75,11 @@ impl ApiError {
             ApiError::UnknownChannel(_) => "unknown_channel",
             ApiError::IpNotAllowed(_) => "ip_not_allowed",
             ApiError::BadUrlToken => "invalid_token",
+            ApiError::UnreadableClientAddress => "ip_not_allowed",
+            ApiError::BadSignature(_) => "invalid_signature",
+            ApiError::UnsupportedEncoding(_) => "unsupported_content_encoding",
+            ApiError::BodyTimeout(_) => "body_timeout",
+            ApiError::HeadersTooLarge(_) => "headers_too_large",
             ApiError::BodyTooLarge(_) => "body_too_large",
             ApiError::BodyRead(_) => "body_read_error",
             ApiError::Rejected(r) => r.code,
@@ -72,9 +93,12 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::UnknownClient(_) | ApiError::UnknownChannel(_) => StatusCode::NOT_FOUND,
-            ApiError::IpNotAllowed(_) => StatusCode::FORBIDDEN,
+            ApiError::IpNotAllowed(_) | ApiError::UnreadableClientAddress => StatusCode::FORBIDDEN,
+            ApiError::BadUrlToken | ApiError::BadSignature(_) => StatusCode::UNAUTHORIZED,
+            ApiError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::HandshakeRefused { .. } => StatusCode::FORBIDDEN,
-            ApiError::BadUrlToken => StatusCode::UNAUTHORIZED,
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyRead(_) => StatusCode::BAD_REQUEST,
             ApiError::Rejected(r) if r.code == "unsupported_media_type" => {

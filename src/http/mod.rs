@@ -1,9 +1,11 @@
 //! HTTP endpoints, one file per family; [`configure`] mounts them all.
 
 mod callbacks;
+mod door;
 mod error;
 mod handshake;
 mod health;
+pub(crate) mod limits;
 
 use std::sync::Arc;
 

@@ -304,7 +304,7 @@ pub const MAX_JSON_DEPTH: usize = 64;
 
 /// Whether brackets nest deeper than `limit`, scanning bytes (strings and
 /// their escapes skipped) so no parser ever recurses on hostile input.
-pub(crate) fn nesting_exceeds(json: &str, limit: usize) -> bool {
+pub fn nesting_exceeds(json: &str, limit: usize) -> bool {
     let mut depth = 0usize;
     let mut in_string = false;
     let mut escaped = false;

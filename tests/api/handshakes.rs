@@ -119,3 +119,34 @@ async fn rbm_client_token_handshake_echoes_the_secret_as_plain_text() {
     assert_eq!(err["error"]["code"], "invalid_client_token");
     assert_eq!(stored(&app), 0);
 }
+
+#[tokio::test]
+async fn handshakes_are_answered_for_clients_that_also_require_signatures() {
+    let app = spawn_app_with(|s| {
+        let c = &mut s.clients[0];
+        c.meta_verify_token = Some("meta-verify-0001".into());
+        c.meta_app_secret = Some("meta-app-secret-0001".into());
+        c.rbm_client_token = Some("rbm-client-0001".into());
+    })
+    .await;
+    let resp = app
+        .get_callback(
+            "default",
+            "whatsapp",
+            "hub.mode=subscribe&hub.verify_token=meta-verify-0001&hub.challenge=77",
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.text().await.unwrap(), "77");
+    let resp = app
+        .post_json("rcs", r#"{"clientToken":"rbm-client-0001","secret":"s3"}"#)
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.text().await.unwrap(), "s3");
+    // An unsigned callback is still refused.
+    let resp = app
+        .post_json("whatsapp", &crate::helpers::fixture("meta-status.json"))
+        .await;
+    assert_eq!(resp.status().as_u16(), 401);
+    assert_eq!(stored(&app), 0);
+}

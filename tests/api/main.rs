@@ -1,11 +1,16 @@
 //! Black-box tests: real HTTP on a random loopback port, real SQLite files.
 
+mod access;
 mod callbacks;
 mod config_cli;
 mod crash;
 mod errors;
 mod handshakes;
 mod helpers;
+mod limits;
 mod message_state;
 mod providers;
+mod secret_files;
+mod signatures;
 mod storage_faults;
+mod tls;
