@@ -11,6 +11,7 @@ use actix_web::{web, App, HttpServer};
 
 use crate::config::Settings;
 use crate::http::{self, AppState};
+use crate::retention::task::PruningTask;
 use crate::store::{Store, StoreError, WriterHandle};
 
 /// Why the service could not start.
@@ -34,6 +35,8 @@ pub struct Application {
     addr: SocketAddr,
     server: Server,
     writer: WriterHandle,
+    /// The in-process pruning task (`None` when `retention.interval` is 0).
+    pruner: Option<PruningTask>,
 }
 
 impl Application {
@@ -54,6 +57,7 @@ impl Application {
             n => n,
         };
         let shutdown_secs = settings.server.shutdown_timeout.as_secs();
+        let pruner = PruningTask::spawn(Arc::clone(&settings));
         let state = web::Data::new(AppState::new(settings, store));
         let server = HttpServer::new(move || {
             App::new()
@@ -70,6 +74,7 @@ impl Application {
             addr,
             server,
             writer,
+            pruner,
         })
     }
 
@@ -92,6 +97,9 @@ impl Application {
     /// writer, so every answered callback is on disk when this returns.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
+        if let Some(pruner) = self.pruner {
+            pruner.stop().await;
+        }
         self.writer.shutdown().await;
         served
     }
