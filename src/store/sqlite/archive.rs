@@ -366,9 +366,13 @@ impl ArchiveDb {
                 return Ok(freed);
             }
             let step = free.min(u64::from(VACUUM_STEP_PAGES));
-            self.conn
-                .execute_batch(&format!("PRAGMA incremental_vacuum({step})"))
+            // The pragma frees one page per step: run it to completion.
+            let mut stmt = self
+                .conn
+                .prepare(&format!("PRAGMA incremental_vacuum({step})"))
                 .map_err(db_err)?;
+            let mut rows = stmt.query([]).map_err(db_err)?;
+            while rows.next().map_err(db_err)?.is_some() {}
             let after: u64 = self
                 .conn
                 .pragma_query_value(None, "freelist_count", |r| r.get(0))
