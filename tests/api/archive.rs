@@ -365,3 +365,67 @@ async fn archived_rows_stream_back_for_a_client_and_time_range() {
         .count();
     assert_eq!(other, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unrecorded_file_whose_rows_are_gone_is_kept_reported_and_fails_the_run() {
+    let fx = fixture(10_000, 5).await;
+    fx.archive(&["--now", &months_ahead(3)]);
+    let dir = fx.archive_dir().join("std/sms/2020/01");
+    std::fs::create_dir_all(&dir).unwrap();
+    let stray = dir.join("events-2020-01-01-900000-900004.ndjson.gz");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, b"{\"id\":900000}\n{\"id\":900004}\n").unwrap();
+    std::fs::write(&stray, gz.finish().unwrap()).unwrap();
+
+    let out = fx.run(&["archive", "--now", &months_ahead(3)], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("std/sms/2020/01/events-2020-01-01-900000-900004.ndjson.gz"),
+        "{stderr}"
+    );
+    assert!(stray.exists(), "an unrecorded file is never deleted");
+    let verify = fx.run(&["verify-archive"], &[]);
+    let stdout = String::from_utf8_lossy(&verify.stdout);
+    assert_eq!(verify.status.code(), Some(1));
+    assert!(
+        stdout.contains("FAILED std/sms/2020/01/events-2020-01-01-900000-900004.ndjson.gz: not recorded in archive_files"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archive_without_a_usable_database_fails_with_the_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], data: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_authkey-receiver"))
+            .args(args)
+            .env("AUTHKEY_RECEIVER__STORAGE__DATA_DIR", data)
+            .env("AUTHKEY_RECEIVER__ARCHIVE__DIR", data.join("archive"))
+            .env_remove("AUTHKEY_RECEIVER_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["archive", "--dry-run"], &tmp.path().join("empty"));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("receiver.db") && stderr.contains("no such file"),
+        "{stderr}"
+    );
+    assert!(
+        !tmp.path().join("empty").exists(),
+        "a dry run creates nothing"
+    );
+
+    let file = tmp.path().join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    let out = run(&["archive"], &file);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("authkey-receiver: archive failed: "),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}

@@ -289,3 +289,20 @@ async fn the_pruning_task_and_the_cron_command_started_together_never_both_archi
         sha256sum_check_all(&root);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_stops_promptly_with_the_pruning_task_running() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut settings = crate::helpers::test_settings(tmp.path());
+    settings.retention.interval = Duration::from_millis(20);
+    let app = authkey_receiver::startup::Application::build(settings).unwrap();
+    let handle = app.handle();
+    let running = tokio::spawn(app.run_until_stopped());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    handle.stop(true).await;
+    let stopped = tokio::time::timeout(Duration::from_secs(10), running).await;
+    assert!(matches!(stopped, Ok(Ok(Ok(())))), "{stopped:?}");
+    // The task took and released the lock: a cron run gets it now.
+    let lock = std::fs::File::open(tmp.path().join("archive.lock")).unwrap();
+    assert!(lock.try_lock().is_ok());
+}
