@@ -73,7 +73,8 @@ CREATE TABLE archive_files (
     first_id    INTEGER NOT NULL,
     last_id     INTEGER NOT NULL,
     created_at  INTEGER NOT NULL,
-    kind        TEXT    NOT NULL CHECK (kind IN ('events', 'messages', 'rejected'))
+    kind        TEXT    NOT NULL CHECK (kind IN ('events', 'messages', 'rejected')),
+    last_at     INTEGER NOT NULL         -- newest received time in the file
 );
 CREATE INDEX archive_files_group ON archive_files (client_id, channel, day);
 CREATE INDEX archive_files_created ON archive_files (client_id, created_at);

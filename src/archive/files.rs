@@ -135,6 +135,8 @@ pub struct Written {
     pub first_id: i64,
     /// Largest row id.
     pub last_id: i64,
+    /// Newest retention-column value.
+    pub last_at: i64,
 }
 
 /// A gzip NDJSON file being written under a temporary name.
@@ -145,6 +147,7 @@ pub struct ArchiveWriter {
     rows: u64,
     first_id: i64,
     last_id: i64,
+    last_at: i64,
 }
 
 impl ArchiveWriter {
@@ -163,6 +166,7 @@ impl ArchiveWriter {
             rows: 0,
             first_id: i64::MAX,
             last_id: i64::MIN,
+            last_at: i64::MIN,
         })
     }
 
@@ -173,6 +177,7 @@ impl ArchiveWriter {
         self.rows += 1;
         self.first_id = self.first_id.min(row.id());
         self.last_id = self.last_id.max(row.id());
+        self.last_at = self.last_at.max(row.at());
         Ok(())
     }
 
@@ -197,6 +202,7 @@ impl ArchiveWriter {
             sha256: hex(&hasher.finalize()),
             first_id: self.first_id,
             last_id: self.last_id,
+            last_at: self.last_at,
         })
     }
 }

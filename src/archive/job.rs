@@ -283,18 +283,18 @@ impl Job<'_> {
         let date = day_date(g.day);
         let day = date.format("%Y-%m-%d").to_string();
         let (from_ms, to_ms) = (g.day * DAY_MS, (g.day + 1) * DAY_MS);
-        let covered = |first_id, last_id| Covered {
+        let covered = |first_id, last_id, last_at: i64| Covered {
             kind: g.kind,
             client_id: client,
             channel: &g.channel,
             from_ms,
-            to_ms,
+            to_ms: to_ms.min(last_at.saturating_add(1)),
             first_id,
             last_id,
         };
         // Rows an earlier, interrupted run already put into a file.
         for f in self.db.files_for_group(g.kind, client, &g.channel, &day)? {
-            if !self.delete_covered(&covered(f.first_id, f.last_id))? {
+            if !self.delete_covered(&covered(f.first_id, f.last_id, f.last_at))? {
                 return Ok(());
             }
         }
@@ -352,8 +352,9 @@ impl Job<'_> {
             first_id: written.first_id,
             last_id: written.last_id,
             created_at: self.now.timestamp_millis(),
+            last_at: written.last_at,
         };
-        let covered = covered(written.first_id, written.last_id);
+        let covered = covered(written.first_id, written.last_id, written.last_at);
         let first = self.db.record_file(&record, &covered, self.batch())?;
         failpoint::hit("after_record");
         self.summary.rows += first;

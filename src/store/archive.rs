@@ -91,6 +91,8 @@ pub struct FileRecord {
     pub last_id: i64,
     /// When the file was written (UTC Unix ms).
     pub created_at: i64,
+    /// Newest value of the retention column in the file (UTC Unix ms).
+    pub last_at: i64,
 }
 
 /// Which rows a batched delete may touch: those of one group inside an id
@@ -105,7 +107,10 @@ pub struct Covered<'a> {
     pub channel: &'a str,
     /// Start of the day, UTC Unix ms (inclusive).
     pub from_ms: i64,
-    /// End of the day, UTC Unix ms (exclusive).
+    /// End of the day or just past the newest row of the file, whichever
+    /// is earlier, UTC Unix ms (exclusive): a row that arrived after the
+    /// file was written is never taken for one of its rows, even if it
+    /// reuses an id of the range.
     pub to_ms: i64,
     /// Smallest id in the file.
     pub first_id: i64,

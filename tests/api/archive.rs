@@ -429,3 +429,46 @@ async fn archive_without_a_usable_database_fails_with_the_reason() {
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_that_reuse_ids_of_an_archived_range_are_archived_not_lost() {
+    let fx = fixture(10_000, 5).await;
+    let now = months_ahead(3);
+    fx.archive(&["--now", &now]);
+    let old: Vec<i64> = archived(&fx.archive_dir(), "events", "hold")
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    // `hold` had the highest ids; once deleted, SQLite hands them out again.
+    let resp = fx
+        .app
+        .post_callback(
+            "hold",
+            "sms",
+            "application/json",
+            r#"[{"logid":"late-1","mobile":"919876511111","status":"sent"},{"logid":"late-2","mobile":"919876511112","status":"sent"}]"#,
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let late = fx.rows("events", "hold");
+    assert_eq!(late.len(), 2);
+    assert!(
+        late.iter()
+            .all(|r| old.contains(&r["id"].as_i64().unwrap())),
+        "the new rows reuse archived ids: {late:?} vs {old:?}"
+    );
+    fx.archive(&["--now", &now]);
+    assert!(fx.rows("events", "hold").is_empty());
+    let lines: Vec<serde_json::Value> = archive_files(&fx.archive_dir().join("hold"))
+        .iter()
+        .flat_map(|p| lines(p))
+        .collect();
+    for row in &late {
+        assert_eq!(
+            lines.iter().filter(|l| *l == row).count(),
+            1,
+            "{row} is not in exactly one file"
+        );
+    }
+    sha256sum_check_all(&fx.archive_dir());
+}

@@ -27,7 +27,7 @@ fn db_err(e: rusqlite::Error) -> StoreError {
 }
 
 const FILE_COLUMNS: &str = "id, path, kind, client_id, channel, day, rows, bytes, sha256, \
-     first_id, last_id, created_at";
+     first_id, last_id, created_at, last_at";
 
 fn file_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<FileRecord> {
     let kind: String = r.get(2)?;
@@ -50,6 +50,7 @@ fn file_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<FileRecord> {
         first_id: r.get(9)?,
         last_id: r.get(10)?,
         created_at: r.get(11)?,
+        last_at: r.get(12)?,
     })
 }
 
@@ -195,14 +196,20 @@ impl ArchiveDb {
         );
         let mut stmt = self.conn.prepare(&sql).map_err(db_err)?;
         let names: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+        let at_index = names
+            .iter()
+            .position(|n| n == t)
+            .ok_or_else(|| StoreError::Unavailable(format!("{kind} has no column {t}")))?;
         let mut rows = stmt
             .query(params![client, day * DAY_MS, (day + 1) * DAY_MS, channel])
             .map_err(db_err)?;
         let mut count = 0;
         while let Some(row) = rows.next().map_err(db_err)? {
             let id: i64 = row.get(0).map_err(db_err)?;
+            let at: i64 = row.get(at_index).map_err(db_err)?;
             sink(&ArchiveRow {
                 id,
+                at,
                 row,
                 names: &names,
             })?;
@@ -248,8 +255,8 @@ impl ArchiveDb {
             .map_err(db_err)?;
         tx.execute(
             "INSERT INTO archive_files (path, kind, client_id, channel, day, rows, bytes, \
-             sha256, first_id, last_id, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+             sha256, first_id, last_id, created_at, last_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             params![
                 file.path,
                 file.kind.as_str(),
@@ -262,6 +269,7 @@ impl ArchiveDb {
                 file.first_id,
                 file.last_id,
                 file.created_at,
+                file.last_at,
             ],
         )
         .map_err(db_err)?;
@@ -419,6 +427,7 @@ fn delete_batch(conn: &Connection, c: &Covered<'_>, batch: usize) -> Result<u64,
 /// lower-case hex.
 pub struct ArchiveRow<'a> {
     id: i64,
+    at: i64,
     row: &'a rusqlite::Row<'a>,
     names: &'a [String],
 }
@@ -427,6 +436,11 @@ impl ArchiveRow<'_> {
     /// The row's id.
     pub fn id(&self) -> i64 {
         self.id
+    }
+
+    /// The row's retention column (UTC Unix ms).
+    pub fn at(&self) -> i64 {
+        self.at
     }
 }
 
