@@ -472,3 +472,29 @@ async fn rows_that_reuse_ids_of_an_archived_range_are_archived_not_lost() {
     }
     sha256sum_check_all(&fx.archive_dir());
 }
+
+#[test]
+fn archive_settings_out_of_range_are_config_errors_naming_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (text, key) in [
+        ("[archive]\nkeep_months = 0\n", "archive.keep_months"),
+        ("[archive]\nbatch_rows = 0\n", "archive.batch_rows"),
+        (
+            "[[clients]]\nid = \"a\"\nclass = \"standard\"\nlegal_hold = \"yes\"\n",
+            "clients[0].legal_hold",
+        ),
+    ] {
+        let path = tmp.path().join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_authkey-receiver"))
+            .arg("--config")
+            .arg(&path)
+            .args(["archive", "--dry-run"])
+            .env_remove("AUTHKEY_RECEIVER_CONFIG")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text}: {stderr}");
+        assert!(stderr.contains(&format!("`{key}`")), "{text}: {stderr}");
+    }
+}
