@@ -9,8 +9,7 @@
 //! the rest in short batches. A re-run first deletes rows that a recorded
 //! file already holds, so every expired row ends up in exactly one file.
 
-use std::collections::HashSet;
-use std::io::{self, BufRead};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -20,7 +19,7 @@ use chrono::{DateTime, Utc};
 use super::failpoint;
 use super::files::{
     create_private_dir, day_date, fsync_dir, group_dir, write_sums, ArchiveWriter, FileName,
-    SUFFIX, TMP_SUFFIX,
+    TMP_SUFFIX,
 };
 use super::lock;
 use crate::config::{ClientSettings, Settings};
@@ -28,7 +27,7 @@ use crate::retention::{client_cutoff_ms, cutoff_ms, AUDIT_LOG_MONTHS};
 use crate::store::archive::{ArchiveDb, Covered, FileRecord, Group, Kind, StreamError};
 use crate::store::StoreError;
 
-const DAY_MS: i64 = 86_400_000;
+pub(super) const DAY_MS: i64 = 86_400_000;
 
 /// What to do.
 #[derive(Debug, Clone)]
@@ -63,7 +62,7 @@ pub enum ArchiveError {
     InTheWay(PathBuf),
 }
 
-fn io_at(path: &Path) -> impl FnOnce(io::Error) -> ArchiveError + '_ {
+pub(super) fn io_at(path: &Path) -> impl FnOnce(io::Error) -> ArchiveError + '_ {
     move |source| ArchiveError::Io {
         path: path.to_path_buf(),
         source,
@@ -107,12 +106,12 @@ pub enum Outcome {
     Busy(PathBuf),
 }
 
-struct Job<'a> {
-    settings: &'a Settings,
-    db: ArchiveDb,
-    now: DateTime<Utc>,
-    cancel: &'a AtomicBool,
-    summary: Summary,
+pub(super) struct Job<'a> {
+    pub(super) settings: &'a Settings,
+    pub(super) db: ArchiveDb,
+    pub(super) now: DateTime<Utc>,
+    pub(super) cancel: &'a AtomicBool,
+    pub(super) summary: Summary,
 }
 
 /// Runs the archive job. `cancel` is checked between files and between
@@ -126,7 +125,7 @@ pub fn run(
     let clients = selected_clients(settings, opts.client.as_deref())?;
     if opts.dry_run {
         let db = ArchiveDb::open_read_only(&settings.storage)?;
-        let mut summary = plan(settings, &db, &clients, opts)?;
+        let mut summary = super::plan::plan(settings, &db, &clients, opts)?;
         summary.seconds = started.elapsed().as_secs_f64();
         return Ok(Outcome::Done(summary));
     }
@@ -205,48 +204,7 @@ fn selected_clients<'a>(
     }
 }
 
-/// The dry run: reads only, through a read-only connection, without the lock.
-fn plan(
-    settings: &Settings,
-    db: &ArchiveDb,
-    clients: &[&ClientSettings],
-    opts: &RunOptions,
-) -> Result<Summary, ArchiveError> {
-    let mut summary = Summary::default();
-    for client in clients {
-        let cutoff = client_cutoff_ms(client, opts.now);
-        for kind in Kind::ALL {
-            for g in db.expired_groups(kind, client.id.as_str(), cutoff)? {
-                let day = day_date(g.day);
-                summary.rows += g.rows;
-                summary.files += 1;
-                summary.lines.push(format!(
-                    "would archive {} {kind} rows of {}/{} received {day} into {}/",
-                    g.rows,
-                    client.id,
-                    g.channel,
-                    group_dir(client.id.as_str(), &g.channel, day).display()
-                ));
-            }
-        }
-        if !client.legal_hold {
-            let before = cutoff_ms(opts.now, settings.archive.keep_months);
-            for f in db.files_created_before(client.id.as_str(), before)? {
-                summary.files_deleted += 1;
-                summary.lines.push(format!(
-                    "would delete archive file {} ({} rows)",
-                    f.path, f.rows
-                ));
-            }
-        }
-    }
-    if opts.client.is_none() {
-        summary.audit_rows = db.count_audit_before(cutoff_ms(opts.now, AUDIT_LOG_MONTHS))?;
-    }
-    Ok(summary)
-}
-
-fn rel_str(path: &Path) -> String {
+pub(super) fn rel_str(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
 
@@ -408,100 +366,6 @@ impl Job<'_> {
         }
         Ok(())
     }
-
-    /// Cleans up after a crashed run: temp files go; a final file that is
-    /// not in `archive_files` goes too when every row it names is still in
-    /// the database (it will be written again); otherwise it is kept and
-    /// reported. Touched directories get their `SHA256SUMS` rewritten from
-    /// the ledger.
-    fn reconcile(&mut self, root: &Path) -> Result<(), ArchiveError> {
-        let recorded: HashSet<String> = self.db.all_files()?.into_iter().map(|f| f.path).collect();
-        let mut dirs = Vec::new();
-        collect_dirs(root, &mut dirs).map_err(io_at(root))?;
-        for dir in dirs {
-            let rel_dir = rel_str(dir.strip_prefix(root).unwrap_or(&dir));
-            let mut touched = false;
-            for entry in std::fs::read_dir(&dir).map_err(io_at(&dir))? {
-                let entry = entry.map_err(io_at(&dir))?;
-                if !entry.file_type().map_err(io_at(&dir))?.is_file() {
-                    continue;
-                }
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let path = entry.path();
-                if name.ends_with(TMP_SUFFIX) {
-                    std::fs::remove_file(&path).map_err(io_at(&path))?;
-                    self.summary.leftovers_removed += 1;
-                    touched = true;
-                    continue;
-                }
-                let rel = format!("{rel_dir}/{name}");
-                if !name.ends_with(SUFFIX) || recorded.contains(&rel) {
-                    continue;
-                }
-                if self.orphan_is_still_in_db(&rel_dir, &name, &path)? {
-                    std::fs::remove_file(&path).map_err(io_at(&path))?;
-                    self.summary.leftovers_removed += 1;
-                    touched = true;
-                } else {
-                    tracing::warn!(path = %rel, "archive file not in archive_files and its rows are not in the database; kept");
-                    self.summary.unrecorded.push(rel);
-                }
-            }
-            if touched {
-                let mut sums = self.db.sums_for_dir(&rel_dir)?;
-                write_sums(&dir, &mut sums).map_err(io_at(&dir))?;
-            }
-        }
-        Ok(())
-    }
-
-    fn orphan_is_still_in_db(
-        &self,
-        rel_dir: &str,
-        name: &str,
-        path: &Path,
-    ) -> Result<bool, ArchiveError> {
-        let mut parts = rel_dir.split('/');
-        let (Some(client), Some(channel), Some(parsed)) =
-            (parts.next(), parts.next(), FileName::parse(name))
-        else {
-            return Ok(false);
-        };
-        let Ok(lines) = count_lines(path) else {
-            return Ok(false);
-        };
-        let in_db = self.db.count_id_range(
-            parsed.kind,
-            client,
-            channel,
-            parsed.first_id,
-            parsed.last_id,
-        )?;
-        Ok(in_db >= lines)
-    }
-}
-
-fn count_lines(path: &Path) -> io::Result<u64> {
-    let file = std::fs::File::open(path)?;
-    let reader = io::BufReader::new(flate2::read::GzDecoder::new(file));
-    let mut n = 0;
-    for line in reader.split(b'\n') {
-        line?;
-        n += 1;
-    }
-    Ok(n)
-}
-
-/// Every directory under `root` (itself included), depth first.
-fn collect_dirs(root: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
-    out.push(root.to_path_buf());
-    for entry in std::fs::read_dir(root)? {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            collect_dirs(&entry.path(), out)?;
-        }
-    }
-    Ok(())
 }
 
 /// Removes `dir` and then its parents while they are empty, stopping at

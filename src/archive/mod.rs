@@ -9,7 +9,9 @@ pub mod failpoint;
 pub mod files;
 mod job;
 pub mod lock;
+mod plan;
 pub mod reader;
+mod reconcile;
 pub mod verify;
 
 pub use job::{run, ArchiveError, Outcome, RunOptions, Summary};
