@@ -72,8 +72,12 @@ CREATE TABLE archive_files (
     sha256      TEXT    NOT NULL,
     first_id    INTEGER NOT NULL,
     last_id     INTEGER NOT NULL,
-    created_at  INTEGER NOT NULL
+    created_at  INTEGER NOT NULL,
+    kind        TEXT    NOT NULL CHECK (kind IN ('events', 'messages', 'rejected')),
+    last_at     INTEGER NOT NULL         -- newest received time in the file
 );
+CREATE INDEX archive_files_group ON archive_files (client_id, channel, day);
+CREATE INDEX archive_files_created ON archive_files (client_id, created_at);
 
 -- Who read or changed what; no update or delete path except retention.
 CREATE TABLE audit_log (

@@ -184,6 +184,9 @@ pub struct ArchiveSettings {
     pub dir: PathBuf,
     /// Months an archive file is kept.
     pub keep_months: u32,
+    /// Rows deleted per transaction by the archive job, so the write lock is
+    /// held only briefly and callbacks keep flowing.
+    pub batch_rows: usize,
 }
 
 /// `[allowlist]`
@@ -270,6 +273,9 @@ pub struct ClientSettings {
     /// File holding `rbm_client_token`.
     #[serde(default)]
     pub rbm_client_token_file: Option<PathBuf>,
+    /// Never delete this client's archive files (`archive.keep_months` is ignored).
+    #[serde(default)]
+    pub legal_hold: bool,
 }
 
 /// Encoding of a client's callback bodies.
@@ -436,6 +442,15 @@ impl Settings {
                 "ingest.default_country_code",
                 format!("`{cc}` is not a country calling code (1 to 3 digits)"),
             ));
+        }
+        if self.archive.keep_months == 0 {
+            return Err(ConfigError::key(
+                "archive.keep_months",
+                "must be at least 1",
+            ));
+        }
+        if self.archive.batch_rows == 0 {
+            return Err(ConfigError::key("archive.batch_rows", "must be at least 1"));
         }
         if self.clients.is_empty() {
             return Err(ConfigError::key("clients", "at least one client is needed"));

@@ -16,17 +16,22 @@
 //! - [`store`]: the only place with SQL: schema, migrations, group-commit
 //!   writer, readers.
 //! - [`domain`]: typed values shared by all of the above.
+//! - [`retention`]: how long rows stay live; the pruning task in `serve`.
+//! - [`archive`]: the archive job, archive files, `verify-archive`, the
+//!   archive reader for exports (docs/archive.md).
 //!
 //! The path of one callback: `http::callbacks` → `access` → `ingest::parse`
 //! → `store::Store::ingest` (writer thread, one transaction per batch) → 200.
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod archive;
 pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
 pub mod ingest;
+pub mod retention;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -5,6 +5,7 @@
 
 use std::process::ExitCode;
 
+use authkey_receiver::archive;
 use authkey_receiver::cli::{Cli, Command, ConfigAction};
 use authkey_receiver::config::{Settings, DEFAULT_TOML};
 use authkey_receiver::startup::Application;
@@ -48,6 +49,11 @@ fn main() -> ExitCode {
             Err(e) => fail(EXIT_FAILURE, e),
         },
         Command::Serve => serve(settings),
+        Command::Archive(args) => {
+            telemetry::init(&settings.log);
+            archive::command::archive(&settings, &args)
+        }
+        Command::VerifyArchive { dir } => archive::command::verify(&settings, dir.as_deref()),
     }
 }
 

@@ -13,6 +13,7 @@ use actix_web::{web, App, HttpServer};
 
 use crate::config::Settings;
 use crate::http::{self, AppState};
+use crate::retention::task::PruningTask;
 use crate::store::{Store, StoreError, WriterHandle};
 use crate::tls::{self, TlsError};
 
@@ -41,6 +42,8 @@ pub struct Application {
     server: Server,
     writer: WriterHandle,
     tls: bool,
+    /// The in-process pruning task (`None` when `retention.interval` is 0).
+    pruner: Option<PruningTask>,
 }
 
 impl Application {
@@ -73,6 +76,7 @@ impl Application {
         // actix counts connections per worker; the setting is for the server.
         let per_worker = limits.max_connections.div_ceil(workers);
         let (head_timeout, tls) = (limits.head_timeout, tls_config.is_some());
+        let pruner = PruningTask::spawn(Arc::clone(&settings));
         let state = web::Data::new(AppState::new(settings, store));
         let server = HttpServer::new(move || {
             App::new()
@@ -98,6 +102,7 @@ impl Application {
             server,
             writer,
             tls,
+            pruner,
         })
     }
 
@@ -129,6 +134,9 @@ impl Application {
     /// writer, so every answered callback is on disk when this returns.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
+        if let Some(pruner) = self.pruner {
+            pruner.stop().await;
+        }
         self.writer.shutdown().await;
         served
     }

@@ -2,6 +2,7 @@
 //! behind it (SQLite today) owns schema, migrations, the group-commit writer
 //! and readers. A new backend is a new [`Backend`] variant in this module.
 
+pub mod archive;
 mod sqlite;
 
 use tokio::sync::oneshot;

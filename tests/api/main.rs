@@ -1,6 +1,9 @@
 //! Black-box tests: real HTTP on a random loopback port, real SQLite files.
 
 mod access;
+mod archive;
+mod archive_crash;
+mod archive_support;
 mod callbacks;
 mod config_cli;
 mod crash;

@@ -23,6 +23,9 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<u32, String> {
         // Must precede the first table so archive runs can hand pages back.
         conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
             .map_err(|e| e.to_string())?;
+        // Setting WAL mode has already written the header, so the new mode
+        // only takes effect after a VACUUM (instant on an empty file).
+        conn.execute_batch("VACUUM").map_err(|e| e.to_string())?;
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(before as usize) {
         let version = i + 1;

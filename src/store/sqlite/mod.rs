@@ -1,6 +1,7 @@
 //! SQLite backend: WAL, one writer thread with group commit, readers on their
 //! own connections (run through `spawn_blocking`, off the async executor).
 
+pub(crate) mod archive;
 mod migrate;
 mod writer;
 
