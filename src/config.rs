@@ -93,6 +93,8 @@ pub struct ServerSettings {
     /// Grace period for in-flight requests on shutdown.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// Networks whose direct connections may read `/metrics`.
+    pub metrics_allow: Vec<IpNet>,
 }
 
 /// How the SQLite writer syncs commits to disk.

@@ -12,6 +12,7 @@ use actix_web::{web, App, HttpServer};
 use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::store::{Store, StoreError, WriterHandle};
+use crate::telemetry;
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -57,12 +58,14 @@ impl Application {
         let state = web::Data::new(AppState::new(settings, store));
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(telemetry::request_span))
                 .app_data(state.clone())
                 .configure(http::configure)
                 .default_service(web::to(http::not_found))
         })
         .workers(workers)
         .shutdown_timeout(shutdown_secs)
+        .shutdown_signal(stop_signal())
         .listen(listener)
         .map_err(bind_error)?
         .run();
@@ -95,4 +98,30 @@ impl Application {
         self.writer.shutdown().await;
         served
     }
+}
+
+/// Resolves on the first SIGTERM or SIGINT. Both stop gracefully (actix's own
+/// handler treats SIGINT as a forced stop that drops in-flight requests):
+/// the listener closes, in-flight requests get `server.shutdown_timeout` to
+/// finish, then the writer commits what is queued.
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(term), Ok(int)) => (term, int),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM/SIGINT; stop with SIGKILL");
+            return std::future::pending().await;
+        }
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(
+        signal = name,
+        "stopping: finishing in-flight requests, then flushing the writer"
+    );
 }

@@ -10,6 +10,7 @@ use super::{error::ApiError, AppState};
 use crate::access;
 use crate::domain::Channel;
 use crate::ingest::{self, RawCallback, Rejection};
+use crate::metrics::Denial;
 use crate::store::{IngestBatch, Quarantined};
 
 pub(super) async fn callback(
@@ -33,12 +34,18 @@ pub(super) async fn callback(
         .ok_or_else(|| ApiError::IpNotAllowed("unknown".into()))?;
     if !access::ip_allowed(settings, client, peer) {
         tracing::warn!(%peer, client = %client.id, "callback from address not in allowlist");
+        state
+            .metrics
+            .access_denied(&client.id, Denial::IpNotAllowed);
         return Err(ApiError::IpNotAllowed(peer.to_string()));
     }
     let (token, query) = access::take_token(req.query_string());
     if let Some(expected) = &client.url_token {
         if !access::token_matches(expected, token.as_deref()) {
             tracing::warn!(%peer, client = %client.id, "callback with missing or wrong url token");
+            state
+                .metrics
+                .access_denied(&client.id, Denial::InvalidToken);
             return Err(ApiError::BadUrlToken);
         }
     }
@@ -99,11 +106,13 @@ pub(super) async fn callback(
     };
     if let Some(rejection) = failure {
         batch.quarantined.push(quarantine(&rejection, whole_body()));
-        state.store.ingest(batch).await?;
+        let outcome = state.store.ingest(batch).await?;
+        state.metrics.events(&client.id, channel, &outcome);
         tracing::info!(client = %client.id, channel = channel.as_str(), code = rejection.code, "callback quarantined");
         return Err(ApiError::Rejected(rejection));
     }
     let outcome = state.store.ingest(batch).await?;
+    state.metrics.events(&client.id, channel, &outcome);
     Ok(HttpResponse::Ok().json(outcome))
 }
 

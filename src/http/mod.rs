@@ -3,6 +3,7 @@
 mod callbacks;
 mod error;
 mod health;
+mod metrics;
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ pub use error::ApiError;
 
 use crate::config::Settings;
 use crate::ingest::IngestOptions;
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// Shared by every handler.
@@ -23,6 +25,8 @@ pub struct AppState {
     pub store: Store,
     /// Parser options derived from settings.
     pub ingest: IngestOptions,
+    /// Prometheus metrics of this service.
+    pub metrics: Metrics,
 }
 
 impl AppState {
@@ -32,10 +36,12 @@ impl AppState {
             provider_timezone: settings.ingest.provider_timezone,
             default_country_code: settings.ingest.default_country_code.clone(),
         };
+        let metrics = Metrics::new(&store);
         AppState {
             settings,
             store,
             ingest,
+            metrics,
         }
     }
 }
@@ -44,6 +50,7 @@ impl AppState {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
+        .route("/metrics", web::get().to(metrics::metrics))
         .service(
             web::resource("/v1/callbacks/{client}/{channel}")
                 .route(web::get().to(callbacks::callback))
