@@ -48,9 +48,9 @@ impl AppState {
 
 /// Mounts every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
-        .route("/metrics", web::get().to(metrics::metrics))
+    cfg.service(web::resource("/healthz").route(web::get().to(health::healthz)))
+        .service(web::resource("/readyz").route(web::get().to(health::readyz)))
+        .service(web::resource("/metrics").route(web::get().to(metrics::metrics)))
         .service(
             web::resource("/v1/callbacks/{client}/{channel}")
                 .route(web::get().to(callbacks::callback))
@@ -58,8 +58,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
 }
 
-/// JSON 404 for every path no route serves.
-pub async fn not_found() -> HttpResponse {
+/// JSON 404 for every path no route serves, and 405 for a path that is
+/// served but not with this method (resources fall back to this service).
+pub async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
+    if req.match_pattern().is_some() {
+        return HttpResponse::MethodNotAllowed().json(json!({ "error": {
+            "code": "method_not_allowed",
+            "message": format!("{} is not served on this path", req.method()),
+        } }));
+    }
     HttpResponse::NotFound()
         .json(json!({ "error": { "code": "not_found", "message": "no such endpoint" } }))
 }

@@ -5,4 +5,5 @@ mod config_cli;
 mod crash;
 mod errors;
 mod helpers;
+mod observability;
 mod storage_faults;
