@@ -6,4 +6,5 @@ mod crash;
 mod errors;
 mod helpers;
 mod observability;
+mod shutdown;
 mod storage_faults;
