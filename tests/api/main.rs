@@ -1,5 +1,6 @@
 //! Black-box tests: real HTTP on a random loopback port, real SQLite files.
 
+mod backup;
 mod callbacks;
 mod config_cli;
 mod crash;
