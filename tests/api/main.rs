@@ -4,6 +4,7 @@ mod backup;
 mod callbacks;
 mod config_cli;
 mod crash;
+mod deploy;
 mod errors;
 mod helpers;
 mod observability;
