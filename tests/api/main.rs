@@ -8,5 +8,6 @@ mod deploy;
 mod errors;
 mod helpers;
 mod observability;
+mod openapi;
 mod shutdown;
 mod storage_faults;
