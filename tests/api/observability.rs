@@ -233,3 +233,97 @@ async fn wrong_method_on_a_served_path_gets_405_not_404() {
         assert_eq!(resp.headers()["allow"], "GET", "{path}");
     }
 }
+
+#[tokio::test]
+async fn json_logs_carry_one_request_line_with_its_fields_and_no_token_or_phone() {
+    use std::io::Read;
+    let tmp = tempfile::tempdir().unwrap();
+    let log_path = tmp.path().join("stderr.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_authkey-receiver"))
+        .arg("serve")
+        .env("AUTHKEY_RECEIVER__SERVER__LISTEN", "127.0.0.1:0")
+        .env(
+            "AUTHKEY_RECEIVER__STORAGE__DATA_DIR",
+            tmp.path().join("data"),
+        )
+        .env("AUTHKEY_RECEIVER__ARCHIVE__DIR", tmp.path().join("archive"))
+        .env("AUTHKEY_RECEIVER__LOG__FORMAT", "json")
+        .env("AUTHKEY_RECEIVER__CLIENTS__0__URL_TOKEN", "tok-5ecret")
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let read_log = || {
+        let mut text = String::new();
+        std::fs::File::open(&log_path)
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        text
+    };
+    let started = std::time::Instant::now();
+    let addr = loop {
+        let text = read_log();
+        if let Some(rest) = text.split("listening on http://").nth(1) {
+            break rest.split('"').next().unwrap().to_string();
+        }
+        assert!(
+            started.elapsed().as_secs() < 10,
+            "no listening line: {text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let http = reqwest::Client::new();
+    let resp = http
+        .get(format!(
+            "http://{addr}/v1/callbacks/default/sms?logid=marker-77&mobile=919876512345&status=DELIVRD&token=tok-5ecret"
+        ))
+        .header("x-request-id", "log-test-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let denied = http
+        .get(format!(
+            "http://{addr}/v1/callbacks/default/sms?logid=L2&mobile=919876512345&token=wrong-tok"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status().as_u16(), 401);
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    assert!(child.wait().unwrap().success());
+
+    let text = read_log();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    let finished: Vec<_> = lines
+        .iter()
+        .filter(|l| l["message"] == "request finished")
+        .collect();
+    assert_eq!(finished.len(), 2, "{text}");
+    let ok = finished
+        .iter()
+        .find(|l| l["span"]["request_id"] == "log-test-1")
+        .expect("the request id is logged");
+    let span = &ok["span"];
+    assert_eq!(span["status"], 200);
+    assert_eq!(span["client"], "default");
+    assert_eq!(span["channel"], "sms");
+    assert_eq!(span["method"], "GET");
+    assert_eq!(span["route"], "/v1/callbacks/{client}/{channel}");
+    assert!(span["latency_ms"].as_f64().unwrap() > 0.0);
+    let denied_line = finished
+        .iter()
+        .find(|l| l["span"]["status"] == 401)
+        .unwrap();
+    assert_eq!(denied_line["span"]["client"], "default");
+    for secret in ["tok-5ecret", "wrong-tok", "9876512345", "logid=", "marker-77"] {
+        assert!(!text.contains(secret), "`{secret}` is in the log:\n{text}");
+    }
+}
