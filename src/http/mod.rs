@@ -58,15 +58,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
 }
 
-/// JSON 404 for every path no route serves, and 405 for a path that is
-/// served but not with this method (resources fall back to this service).
-pub async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
-    if req.match_pattern().is_some() {
-        return HttpResponse::MethodNotAllowed().json(json!({ "error": {
-            "code": "method_not_allowed",
-            "message": format!("{} is not served on this path", req.method()),
-        } }));
-    }
+/// JSON 404 for every path no route serves.
+pub async fn not_found() -> HttpResponse {
     HttpResponse::NotFound()
         .json(json!({ "error": { "code": "not_found", "message": "no such endpoint" } }))
 }

@@ -323,7 +323,13 @@ async fn json_logs_carry_one_request_line_with_its_fields_and_no_token_or_phone(
         .find(|l| l["span"]["status"] == 401)
         .unwrap();
     assert_eq!(denied_line["span"]["client"], "default");
-    for secret in ["tok-5ecret", "wrong-tok", "9876512345", "logid=", "marker-77"] {
+    for secret in [
+        "tok-5ecret",
+        "wrong-tok",
+        "9876512345",
+        "logid=",
+        "marker-77",
+    ] {
         assert!(!text.contains(secret), "`{secret}` is in the log:\n{text}");
     }
 }
