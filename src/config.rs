@@ -122,6 +122,8 @@ pub struct ServerSettings {
     /// PEM private key for `tls_cert` (must be mode 0600 or stricter).
     #[serde(default)]
     pub tls_key: Option<PathBuf>,
+    /// Networks whose direct connections may read `/metrics`.
+    pub metrics_allow: Vec<IpNet>,
 }
 
 /// How the SQLite writer syncs commits to disk.

@@ -5,7 +5,9 @@
 //!
 //! - [`cli`]: command-line definition; `main.rs` only dispatches.
 //! - [`config`]: typed settings; embedded default, file, env, `validate()`.
-//! - [`telemetry`]: the tracing subscriber.
+//! - [`telemetry`]: the tracing subscriber and the per-request span
+//!   (request id, client, channel, status, latency).
+//! - [`metrics`]: the Prometheus registry served at `/metrics`.
 //! - [`startup`]: [`startup::Application`] — build (bind, open store), then run.
 //! - [`http`]: endpoints, one file per family, errors mapped in `http/error.rs`.
 //! - [`access`]: allowlists, client address behind proxies, URL tokens,
@@ -31,6 +33,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod ingest;
+pub mod metrics;
 pub mod retention;
 pub mod startup;
 pub mod store;

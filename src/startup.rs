@@ -15,6 +15,7 @@ use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::retention::task::PruningTask;
 use crate::store::{Store, StoreError, WriterHandle};
+use crate::telemetry;
 use crate::tls::{self, TlsError};
 
 /// Why the service could not start.
@@ -76,10 +77,11 @@ impl Application {
         // actix counts connections per worker; the setting is for the server.
         let per_worker = limits.max_connections.div_ceil(workers);
         let (head_timeout, tls) = (limits.head_timeout, tls_config.is_some());
-        let pruner = PruningTask::spawn(Arc::clone(&settings));
-        let state = web::Data::new(AppState::new(settings, store));
+        let state = web::Data::new(AppState::new(Arc::clone(&settings), store));
+        let pruner = PruningTask::spawn(settings, state.metrics.clone());
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(telemetry::request_span))
                 .app_data(state.clone())
                 .wrap(from_fn(http::limits::head_size))
                 .configure(http::configure)
@@ -90,7 +92,8 @@ impl Application {
         .keep_alive(keep_alive)
         .client_request_timeout(head_timeout)
         .tls_handshake_timeout(head_timeout)
-        .max_connections(per_worker);
+        .max_connections(per_worker)
+        .shutdown_signal(stop_signal());
         let server = match tls_config {
             Some(config) => server.listen_rustls_0_23(listener, config),
             None => server.listen(listener),
@@ -140,4 +143,30 @@ impl Application {
         self.writer.shutdown().await;
         served
     }
+}
+
+/// Resolves on the first SIGTERM or SIGINT. Both stop gracefully (actix's own
+/// handler treats SIGINT as a forced stop that drops in-flight requests):
+/// the listener closes, in-flight requests get `server.shutdown_timeout` to
+/// finish, then the writer commits what is queued.
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(term), Ok(int)) => (term, int),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM/SIGINT; stop with SIGKILL");
+            return std::future::pending().await;
+        }
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(
+        signal = name,
+        "stopping: finishing in-flight requests, then flushing the writer"
+    );
 }

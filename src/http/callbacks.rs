@@ -11,6 +11,7 @@ use crate::access;
 use crate::config::BodyEncoding;
 use crate::domain::Channel;
 use crate::ingest::{self, RawCallback, Rejection};
+use crate::metrics::Denial;
 use crate::store::{IngestBatch, IngestOutcome, Quarantined};
 
 pub(super) async fn callback(
@@ -32,12 +33,18 @@ pub(super) async fn callback(
     let peer = door::client_ip(&req, &settings.server)?;
     if !access::ip_allowed(settings, client, peer) {
         tracing::warn!(%peer, client = %client.id, "callback from address not in allowlist");
+        state
+            .metrics
+            .access_denied(&client.id, Denial::IpNotAllowed);
         return Err(ApiError::IpNotAllowed(peer.to_string()));
     }
     let (token, query) = access::take_token(req.query_string());
     if let Some(expected) = &client.url_token {
         if !access::token_matches(expected, token.as_deref()) {
             tracing::warn!(%peer, client = %client.id, "callback with missing or wrong url token");
+            state
+                .metrics
+                .access_denied(&client.id, Denial::InvalidToken);
             return Err(ApiError::BadUrlToken);
         }
     }
@@ -60,7 +67,12 @@ pub(super) async fn callback(
     if let Some(answer) = handshake::rbm(client, &body) {
         return answer;
     }
-    door::verify_signatures(&req, client, &body)?;
+    if let Err(e) = door::verify_signatures(&req, client, &body) {
+        state
+            .metrics
+            .access_denied(&client.id, Denial::InvalidSignature);
+        return Err(e);
+    }
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -135,7 +147,8 @@ pub(super) async fn callback(
     };
     if let Some(rejection) = failure {
         batch.quarantined.push(quarantine(&rejection, whole_body()));
-        state.store.ingest(batch).await?;
+        let outcome = state.store.ingest(batch).await?;
+        state.metrics.events(&client.id, channel, &outcome);
         tracing::info!(client = %client.id, channel = channel.as_str(), code = rejection.code, "callback quarantined");
         return Err(ApiError::Rejected(rejection));
     }
@@ -144,5 +157,6 @@ pub(super) async fn callback(
         return Ok(HttpResponse::Ok().json(IngestOutcome::default()));
     }
     let outcome = state.store.ingest(batch).await?;
+    state.metrics.events(&client.id, channel, &outcome);
     Ok(HttpResponse::Ok().json(outcome))
 }

@@ -6,6 +6,7 @@ mod error;
 mod handshake;
 mod health;
 pub(crate) mod limits;
+mod metrics;
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ pub use error::ApiError;
 
 use crate::config::Settings;
 use crate::ingest::IngestOptions;
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// Shared by every handler.
@@ -26,6 +28,8 @@ pub struct AppState {
     pub store: Store,
     /// Parser options derived from settings.
     pub ingest: IngestOptions,
+    /// Prometheus metrics of this service.
+    pub metrics: Metrics,
 }
 
 impl AppState {
@@ -35,18 +39,21 @@ impl AppState {
             provider_timezone: settings.ingest.provider_timezone,
             default_country_code: settings.ingest.default_country_code.clone(),
         };
+        let metrics = Metrics::new(&store);
         AppState {
             settings,
             store,
             ingest,
+            metrics,
         }
     }
 }
 
 /// Mounts every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
+    cfg.service(web::resource("/healthz").route(web::get().to(health::healthz)))
+        .service(web::resource("/readyz").route(web::get().to(health::readyz)))
+        .service(web::resource("/metrics").route(web::get().to(metrics::metrics)))
         .service(
             web::resource("/v1/callbacks/{client}/{channel}")
                 .route(web::get().to(callbacks::callback))

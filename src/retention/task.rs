@@ -15,6 +15,7 @@ use tokio::time::MissedTickBehavior;
 
 use crate::archive::{run, Outcome, RunOptions};
 use crate::config::Settings;
+use crate::metrics::Metrics;
 
 /// The running task; dropping it asks it to stop.
 pub struct PruningTask {
@@ -40,7 +41,7 @@ impl Stop {
 impl PruningTask {
     /// Starts the task on the current tokio runtime; `None` when
     /// `retention.interval` is zero (turned off).
-    pub fn spawn(settings: Arc<Settings>) -> Option<PruningTask> {
+    pub fn spawn(settings: Arc<Settings>, metrics: Metrics) -> Option<PruningTask> {
         let period = settings.retention.interval;
         if period.is_zero() {
             return None;
@@ -49,7 +50,7 @@ impl PruningTask {
             flag: AtomicBool::new(false),
             wake: Notify::new(),
         });
-        let handle = tokio::spawn(pruning_loop(settings, Arc::clone(&stop), period));
+        let handle = tokio::spawn(pruning_loop(settings, metrics, Arc::clone(&stop), period));
         Some(PruningTask {
             stop,
             handle: Some(handle),
@@ -74,7 +75,12 @@ impl Drop for PruningTask {
     }
 }
 
-async fn pruning_loop(settings: Arc<Settings>, stop: Arc<Stop>, period: std::time::Duration) {
+async fn pruning_loop(
+    settings: Arc<Settings>,
+    metrics: Metrics,
+    stop: Arc<Stop>,
+    period: std::time::Duration,
+) {
     let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -87,6 +93,7 @@ async fn pruning_loop(settings: Arc<Settings>, stop: Arc<Stop>, period: std::tim
         }
         let s = Arc::clone(&settings);
         let flag = Arc::clone(&stop);
+        let started = std::time::Instant::now();
         let result = tokio::task::spawn_blocking(move || {
             let opts = RunOptions {
                 now: Utc::now(),
@@ -97,21 +104,27 @@ async fn pruning_loop(settings: Arc<Settings>, stop: Arc<Stop>, period: std::tim
         })
         .await;
         match result {
-            Ok(Ok(Outcome::Done(s))) => tracing::info!(
-                rows = s.rows,
-                files = s.files,
-                bytes = s.bytes,
-                files_deleted = s.files_deleted,
-                audit_rows = s.audit_rows,
-                interrupted = s.interrupted,
-                seconds = s.seconds,
-                "pruning run finished"
-            ),
+            Ok(Ok(Outcome::Done(s))) => {
+                metrics.archive_succeeded(s.rows, s.bytes, started.elapsed());
+                tracing::info!(
+                    rows = s.rows,
+                    files = s.files,
+                    bytes = s.bytes,
+                    files_deleted = s.files_deleted,
+                    audit_rows = s.audit_rows,
+                    interrupted = s.interrupted,
+                    seconds = s.seconds,
+                    "pruning run finished"
+                )
+            }
             Ok(Ok(Outcome::Busy(lock))) => tracing::info!(
                 lock = %lock.display(),
                 "pruning run skipped: another archive run holds the lock"
             ),
-            Ok(Err(e)) => tracing::error!(error = %e, "pruning run failed"),
+            Ok(Err(e)) => {
+                metrics.archive_failed(started.elapsed());
+                tracing::error!(error = %e, "pruning run failed")
+            }
             Err(e) => tracing::error!(error = %e, "pruning run panicked"),
         }
     }

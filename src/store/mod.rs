@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 use crate::config::StorageSettings;
 use crate::domain::{Channel, ClientId};
 use crate::ingest::Event;
+use crate::metrics::WriterStats;
 
 /// A storage failure. Every variant means "nothing was stored".
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +127,27 @@ impl Store {
             Backend::Sqlite(s) => s.submit(sqlite::Job::ingest(batch, reply)).await?,
         }
         rx.await.map_err(|_| writer_gone())?
+    }
+
+    /// The writer thread's batch-size and commit-latency histograms.
+    pub fn writer_stats(&self) -> &WriterStats {
+        match &self.backend {
+            Backend::Sqlite(s) => s.writer_stats(),
+        }
+    }
+
+    /// Batches queued for the writer right now.
+    pub fn queue_depth(&self) -> usize {
+        match &self.backend {
+            Backend::Sqlite(s) => s.queue_depth(),
+        }
+    }
+
+    /// Bytes the database occupies on disk (0 if it cannot be read).
+    pub fn database_size_bytes(&self) -> u64 {
+        match &self.backend {
+            Backend::Sqlite(s) => s.database_size_bytes(),
+        }
     }
 
     /// Proves the database takes a durable write and a reader can read it.

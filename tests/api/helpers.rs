@@ -169,3 +169,23 @@ pub fn spawn_binary(data_dir: &Path, env: &[(&str, &str)]) -> (std::process::Chi
     std::thread::spawn(move || for _ in lines {});
     (child, addr)
 }
+
+/// Whether an outside program (nginx, openssl, schemathesis...) runs. Where it
+/// does not, prints why the caller skips; under CI (`CI` set), where
+/// `.ci/run` installs every such program, a missing one fails the test.
+pub fn tool_available(program: &str, version_arg: &str) -> bool {
+    let runs = std::process::Command::new(program)
+        .arg(version_arg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !runs {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{program} is not installed, but .ci/run installs it"
+        );
+        eprintln!("SKIPPED: {program} is not installed (.ci/run installs it)");
+    }
+    runs
+}

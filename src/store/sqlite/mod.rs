@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{IngestBatch, IngestOutcome, Readiness, StoreError};
 use crate::config::{StorageSettings, Synchronous};
+use crate::metrics::WriterStats;
 
 pub(crate) use writer::WriterThread;
 
@@ -90,6 +91,7 @@ pub(crate) struct SqliteStore {
     jobs: mpsc::Sender<Job>,
     readers: Arc<ReadPool>,
     data_dir: PathBuf,
+    stats: WriterStats,
 }
 
 fn open_error(path: &Path, message: impl Into<String>) -> StoreError {
@@ -132,12 +134,14 @@ impl SqliteStore {
     pub(crate) fn open(settings: &StorageSettings) -> Result<(Self, WriterThread), StoreError> {
         let (opener, conn, _) = open_writer(settings)?;
         let (jobs, rx) = mpsc::channel(settings.queue_capacity);
+        let stats = WriterStats::new();
         let writer = WriterThread::spawn(
             opener.clone(),
             conn,
             rx,
             jobs.clone(),
             settings.batch_max_events,
+            stats.clone(),
         )
         .map_err(|e| open_error(&settings.db_path(), e.to_string()))?;
         let store = SqliteStore {
@@ -147,6 +151,7 @@ impl SqliteStore {
                 idle: Mutex::new(Vec::new()),
             }),
             data_dir: settings.data_dir.clone(),
+            stats,
         };
         Ok((store, writer))
     }
@@ -157,6 +162,26 @@ impl SqliteStore {
             .send(job)
             .await
             .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))
+    }
+
+    pub(crate) fn writer_stats(&self) -> &WriterStats {
+        &self.stats
+    }
+
+    pub(crate) fn queue_depth(&self) -> usize {
+        self.jobs.max_capacity() - self.jobs.capacity()
+    }
+
+    /// The database file plus its WAL: what a backup copies and what the
+    /// disk holds.
+    pub(crate) fn database_size_bytes(&self) -> u64 {
+        let db = self.readers.opener.path.clone();
+        let wal = db.with_extension("db-wal");
+        [db, wal]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
     }
 
     pub(crate) async fn readiness(&self) -> Result<Readiness, StoreError> {

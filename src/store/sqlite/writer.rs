@@ -8,6 +8,7 @@ use rusqlite::{params, Connection, TransactionBehavior};
 use tokio::sync::mpsc;
 
 use super::{Job, Opener};
+use crate::metrics::WriterStats;
 use crate::store::{IngestOutcome, StoreError};
 
 const INSERT_EVENT: &str =
@@ -53,6 +54,7 @@ impl WriterThread {
         rx: mpsc::Receiver<Job>,
         jobs: mpsc::Sender<Job>,
         max_events: usize,
+        stats: WriterStats,
     ) -> std::io::Result<Self> {
         let handle = std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -61,6 +63,7 @@ impl WriterThread {
                     opener,
                     conn: Some(conn),
                     max_events,
+                    stats,
                 }
                 .run(rx)
             })?;
@@ -86,6 +89,7 @@ struct Writer {
     /// has cleared (disk space freed) heals without a restart.
     conn: Option<Connection>,
     max_events: usize,
+    stats: WriterStats,
 }
 
 impl Writer {
@@ -118,6 +122,8 @@ impl Writer {
         let result = self.connection().and_then(|conn| write_batch(conn, batch));
         match result {
             Ok(outcomes) => {
+                let items = batch.iter().map(stored_items).sum();
+                self.stats.committed(items, started.elapsed());
                 tracing::debug!(
                     jobs = batch.len(),
                     micros = started.elapsed().as_micros() as u64,
@@ -138,6 +144,7 @@ impl Writer {
             }
             Err(e) => {
                 tracing::error!(error = %e, jobs = batch.len(), "commit failed; answering 503");
+                self.stats.commit_failures.inc();
                 self.conn = None;
                 let msg = e.to_string();
                 for job in batch.drain(..) {
@@ -167,6 +174,14 @@ fn job_events(job: &Job) -> usize {
     match job {
         Job::Ingest { batch, .. } => batch.events.len() + batch.quarantined.len(),
         Job::Probe(_) | Job::Shutdown => 1,
+    }
+}
+
+/// Events and quarantined items a job stores (probes store none).
+fn stored_items(job: &Job) -> usize {
+    match job {
+        Job::Ingest { batch, .. } => batch.events.len() + batch.quarantined.len(),
+        Job::Probe(_) | Job::Shutdown => 0,
     }
 }
 

@@ -1,0 +1,141 @@
+//! A backup taken while callbacks flow (README "Operations": `VACUUM INTO`
+//! or `sqlite3 .backup`) restores to a consistent database that holds every
+//! callback acknowledged before the backup began.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use crate::helpers::{spawn_app, tool_available};
+
+fn check_restored(backup: &Path, acked_before: &HashSet<String>) {
+    let conn = Connection::open(backup).unwrap();
+    let integrity: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(integrity, "ok");
+    let stored: HashSet<String> = conn
+        .prepare("SELECT provider_message_id FROM events")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let missing: Vec<_> = acked_before.difference(&stored).collect();
+    assert!(
+        missing.is_empty(),
+        "{} callbacks acknowledged before the backup are missing, e.g. {:?}",
+        missing.len(),
+        missing.first()
+    );
+    // Every event's message row came along in the same transaction.
+    let orphans: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM events e WHERE NOT EXISTS (SELECT 1 FROM messages m \
+             WHERE m.client_id = e.client_id AND m.provider_message_id = e.provider_message_id)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(orphans, 0);
+    let version: u32 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert!(version >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backup_taken_while_callbacks_flow_restores_consistent() {
+    let app = spawn_app().await;
+    let acked = Arc::new(Mutex::new(HashSet::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut senders = Vec::new();
+    for worker in 0..8 {
+        let (http, url) = (app.http.clone(), app.url("/v1/callbacks/default/sms"));
+        let (acked, stop) = (Arc::clone(&acked), Arc::clone(&stop));
+        senders.push(tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let id = format!("b{worker}-{i}");
+                i += 1;
+                let resp = http
+                    .post(&url)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(format!("logid={id}&mobile=919876500001&status=DELIVRD"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status().as_u16(), 200);
+                acked.lock().unwrap().insert(id);
+            }
+        }));
+    }
+    while acked.lock().unwrap().len() < 300 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let db = app.data_dir.join("receiver.db");
+    let out = tempfile::tempdir().unwrap();
+    // VACUUM INTO from a separate connection, as `sqlite3 receiver.db "VACUUM INTO ..."` does.
+    let acked_before = acked.lock().unwrap().clone();
+    let vacuumed = out.path().join("vacuum.db");
+    let (db2, target) = (db.clone(), vacuumed.clone());
+    tokio::task::spawn_blocking(move || {
+        let conn = Connection::open(db2).unwrap();
+        conn.busy_timeout(Duration::from_secs(10)).unwrap();
+        conn.execute("VACUUM INTO ?1", [target.to_str().unwrap()])
+            .unwrap();
+    })
+    .await
+    .unwrap();
+    let acked_after_vacuum = acked.lock().unwrap().len();
+    check_restored(&vacuumed, &acked_before);
+
+    // The sqlite3 shell's online backup, where the shell is installed.
+    let shell_backup = out.path().join("shell.db");
+    let acked_before_shell = acked.lock().unwrap().clone();
+    let shell = if tool_available("sqlite3", "--version") {
+        let (db, target) = (db.clone(), shell_backup.clone());
+        let run = move || {
+            std::process::Command::new("sqlite3")
+                .args(["-cmd", ".timeout 10000"])
+                .arg(db)
+                .arg(format!(".backup '{}'", target.display()))
+                .output()
+                .unwrap()
+        };
+        Some(tokio::task::spawn_blocking(run).await.unwrap())
+    } else {
+        None
+    };
+    stop.store(true, Ordering::Relaxed);
+    for s in senders {
+        s.await.unwrap();
+    }
+    assert!(
+        acked.lock().unwrap().len() > acked_after_vacuum,
+        "callbacks kept flowing during the backups"
+    );
+    if let Some(output) = shell {
+        assert!(output.status.success(), "{output:?}");
+        check_restored(&shell_backup, &acked_before_shell);
+    }
+
+    // Restore: a service started on the backup serves and keeps counting.
+    let restored_dir = tempfile::tempdir().unwrap();
+    std::fs::copy(&vacuumed, restored_dir.path().join("receiver.db")).unwrap();
+    let restored = crate::helpers::spawn_app_in(restored_dir.path(), |_| {}).await;
+    let resp = restored
+        .get_callback(
+            "default",
+            "sms",
+            "logid=after-restore&mobile=919876500001&status=sent",
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(restored.count("events") as usize > acked_before.len());
+}
