@@ -86,7 +86,8 @@ CREATE TABLE audit_log (
     filters    TEXT,
     rows       INTEGER,
     reason     TEXT,
-    source_ip  TEXT
+    source_ip  TEXT,
+    outcome    TEXT    NOT NULL DEFAULT 'ok' -- 'ok', 'aborted' or the refusal's error code
 );
 CREATE INDEX audit_log_at ON audit_log (at);
 

@@ -74,6 +74,8 @@ pub struct Settings {
     pub allowlist: AllowlistSettings,
     /// Log output.
     pub log: LogSettings,
+    /// How data is shown to the people who read it.
+    pub privacy: PrivacySettings,
     /// The Authkey accounts whose callbacks this service receives.
     pub clients: Vec<ClientSettings>,
 }
@@ -183,6 +185,23 @@ pub struct LogSettings {
     pub format: LogFormat,
     /// A `tracing_subscriber::EnvFilter` directive.
     pub level: String,
+}
+
+/// `[privacy]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacySettings {
+    /// Trailing digits of a phone number left visible (0 to 4).
+    pub mask_visible_digits: usize,
+    /// Character that replaces hidden digits.
+    pub mask_char: char,
+}
+
+impl PrivacySettings {
+    /// The masker these settings describe.
+    pub fn masker(&self) -> crate::mask::Masker {
+        crate::mask::Masker::new(self.mask_visible_digits, self.mask_char)
+    }
 }
 
 /// Retention class of a client.
@@ -296,6 +315,19 @@ impl Settings {
             return Err(ConfigError::key(
                 "ingest.default_country_code",
                 format!("`{cc}` is not a country calling code (1 to 3 digits)"),
+            ));
+        }
+        if self.privacy.mask_visible_digits > crate::mask::MAX_VISIBLE_DIGITS {
+            return Err(ConfigError::key(
+                "privacy.mask_visible_digits",
+                format!("must be at most {}", crate::mask::MAX_VISIBLE_DIGITS),
+            ));
+        }
+        let mc = self.privacy.mask_char;
+        if mc.is_alphanumeric() || mc.is_whitespace() || mc.is_control() || mc == '+' {
+            return Err(ConfigError::key(
+                "privacy.mask_char",
+                "must be a visible symbol that is not a letter, digit or `+`",
             ));
         }
         if self.clients.is_empty() {

@@ -20,10 +20,13 @@
 
 pub mod access;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod domain;
+pub mod export;
 pub mod http;
 pub mod ingest;
+pub mod mask;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -6,6 +6,7 @@
 use std::process::ExitCode;
 
 use authkey_receiver::cli::{Cli, Command, ConfigAction};
+use authkey_receiver::commands;
 use authkey_receiver::config::{Settings, DEFAULT_TOML};
 use authkey_receiver::startup::Application;
 use authkey_receiver::store::Store;
@@ -48,6 +49,9 @@ fn main() -> ExitCode {
             Err(e) => fail(EXIT_FAILURE, e),
         },
         Command::Serve => serve(settings),
+        Command::Token { action } => commands::token(action, &settings),
+        Command::Export(args) => commands::export(args, &settings),
+        Command::Audit { since } => commands::audit(since.as_deref(), &settings),
     }
 }
 

@@ -10,6 +10,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 
 use crate::config::Settings;
+use crate::export::Privacy;
 use crate::http::{self, AppState};
 use crate::store::{Store, StoreError, WriterHandle};
 
@@ -19,6 +20,9 @@ pub enum StartError {
     /// The database could not be opened or migrated.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The pseudonym key could not be loaded or created.
+    #[error(transparent)]
+    Key(#[from] crate::mask::KeyError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -42,6 +46,7 @@ impl Application {
     pub fn build(settings: Settings) -> Result<Application, StartError> {
         let settings = Arc::new(settings);
         let (store, writer) = Store::open(&settings.storage)?;
+        let privacy = web::Data::new(Privacy::load(&settings)?);
         let listen = settings.server.listen;
         let bind_error = |source| StartError::Bind {
             addr: listen,
@@ -58,6 +63,7 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .app_data(privacy.clone())
                 .configure(http::configure)
                 .default_service(web::to(http::not_found))
         })

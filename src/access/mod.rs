@@ -1,6 +1,8 @@
 //! Who may write: the peer address against the allowlists, and the per-client
 //! URL token. Pure functions over already-parsed values; no HTTP types.
 
+pub mod tokens;
+
 use std::net::IpAddr;
 
 use ipnet::IpNet;

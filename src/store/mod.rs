@@ -2,7 +2,12 @@
 //! behind it (SQLite today) owns schema, migrations, the group-commit writer
 //! and readers. A new backend is a new [`Backend`] variant in this module.
 
+mod admin;
+mod read;
 mod sqlite;
+
+pub use admin::{AuditEntry, AuditRecord, NewToken, TokenRecord};
+pub use read::{EventFilter, EventRow, MessageRow, RowEncoder};
 
 use tokio::sync::oneshot;
 
