@@ -93,7 +93,11 @@ pub fn parse_time(key: &str, value: &str) -> Result<i64, String> {
         return Ok(t.timestamp_millis());
     }
     if let Ok(d) = NaiveDate::parse_from_str(value, "%Y-%m-%d") {
-        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_millis());
+        return Ok(d
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight")
+            .and_utc()
+            .timestamp_millis());
     }
     Err(format!(
         "`{key}` must be an RFC 3339 time (2026-05-28T00:00:00Z) or a date (2026-05-28), not `{value}`"
@@ -103,8 +107,9 @@ pub fn parse_time(key: &str, value: &str) -> Result<i64, String> {
 /// Checks the value filters of an export; times are parsed by the caller.
 pub fn check_filter(filter: &EventFilter) -> Result<(), String> {
     if let Some(c) = &filter.channel {
-        c.parse::<Channel>()
-            .map_err(|()| format!("`channel` must be sms, whatsapp, rcs, voice or email, not `{c}`"))?;
+        c.parse::<Channel>().map_err(|()| {
+            format!("`channel` must be sms, whatsapp, rcs, voice or email, not `{c}`")
+        })?;
     }
     if let Some(d) = &filter.direction {
         if d != "status" && d != "inbound" {
@@ -139,9 +144,7 @@ pub struct Privacy {
 
 impl Privacy {
     /// Loads (creating on first start) the pseudonym key in `data_dir`.
-    pub fn load(
-        settings: &crate::config::Settings,
-    ) -> Result<Privacy, crate::mask::KeyError> {
+    pub fn load(settings: &crate::config::Settings) -> Result<Privacy, crate::mask::KeyError> {
         Ok(Privacy {
             masker: settings.privacy.masker(),
             key: PseudonymKey::load_or_create(&settings.storage.data_dir)?,
@@ -381,8 +384,14 @@ mod tests {
         assert!(line.starts_with(
             "7,2026-05-28T04:32:12.500Z,2026-05-28T04:32:11.000Z,default,whatsapp,inbound,wamid.1,+91******3210,,"
         ), "{line}");
-        assert!(line.contains(r#""call me on ******3210, ""now""""#), "{line}");
-        assert!(!text.contains("9876543210") && !text.contains("98765"), "{text}");
+        assert!(
+            line.contains(r#""call me on ******3210, ""now""""#),
+            "{line}"
+        );
+        assert!(
+            !text.contains("9876543210") && !text.contains("98765"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -181,7 +181,9 @@ impl Masker {
         let mut out = String::with_capacity(text.len());
         let mut i = 0;
         while i < chars.len() {
-            if !chars[i].is_ascii_digit() && !(chars[i] == '+' && next_is_digit(&chars, i)) {
+            let starts_run =
+                chars[i].is_ascii_digit() || (chars[i] == '+' && next_is_digit(&chars, i));
+            if !starts_run {
                 out.push(chars[i]);
                 i += 1;
                 continue;
@@ -354,8 +356,7 @@ impl PseudonymKey {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut key = [0u8; KEY_LEN];
-                getrandom::fill(&mut key)
-                    .map_err(|e| io(std::io::Error::other(e.to_string())))?;
+                getrandom::fill(&mut key).map_err(|e| io(std::io::Error::other(e.to_string())))?;
                 let mut file = std::fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
@@ -483,7 +484,10 @@ mod tests {
         let path = dir.path().join(PSEUDONYM_KEY_FILE);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
         let err = PseudonymKey::load_or_create(dir.path()).unwrap_err();
-        assert!(matches!(err, KeyError::Permissions { mode: 0o640, .. }), "{err}");
+        assert!(
+            matches!(err, KeyError::Permissions { mode: 0o640, .. }),
+            "{err}"
+        );
         std::fs::write(&path, b"short").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         let err = PseudonymKey::load_or_create(dir.path()).unwrap_err();

@@ -283,7 +283,9 @@ mod tests {
     #[test]
     fn the_otpauth_uri_carries_the_base32_secret() {
         let uri = otpauth_uri("ops lead", b"12345678901234567890");
-        assert!(uri.starts_with("otpauth://totp/authkey-receiver:ops+lead?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&"));
+        assert!(uri.starts_with(
+            "otpauth://totp/authkey-receiver:ops+lead?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&"
+        ));
         assert!(uri.contains("period=30"));
     }
 }

@@ -31,7 +31,9 @@ pub fn export(args: ExportArgs, settings: &Settings) -> ExitCode {
                     .truncate(true)
                     .mode(0o600)
                     .open(path)
-                    .map_err(|e| Failure::runtime(format!("cannot write {}: {e}", path.display())))?,
+                    .map_err(|e| {
+                        Failure::runtime(format!("cannot write {}: {e}", path.display()))
+                    })?,
             ),
             None => Box::new(std::io::stdout().lock()),
         };

@@ -58,9 +58,13 @@ pub fn token(action: TokenAction, settings: &Settings) -> ExitCode {
                     )
                     .await?;
                 if !created {
-                    return Err(Failure::usage(format!("a token named `{name}` exists already")));
+                    return Err(Failure::usage(format!(
+                        "a token named `{name}` exists already"
+                    )));
                 }
-                let scope = scope.map_or("all clients".into(), |c| format!("clients {}", c.join(", ")));
+                let scope = scope.map_or("all clients".into(), |c| {
+                    format!("clients {}", c.join(", "))
+                });
                 println!("created {} token `{name}` for {scope}", role.as_str());
                 if let Some(secret) = secret {
                     println!("second factor (add to an authenticator app, shown once):");

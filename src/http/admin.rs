@@ -89,7 +89,9 @@ impl ResponseError for AdminError {
             }
             _ => {}
         }
-        response.json(json!({ "error": { "code": self.code, "message": self.message } }))
+        // Messages echo request values; none may carry a number unmasked.
+        let message = Privacy::default_masker().text(&self.message);
+        response.json(json!({ "error": { "code": self.code, "message": message } }))
     }
 }
 
@@ -105,11 +107,7 @@ impl Ask {
             if !allowed.contains(&k.as_ref()) {
                 return Err(AdminError::bad_request(
                     "unknown_parameter",
-                    format!(
-                        "unknown query parameter `{}`; use {}",
-                        Privacy::default_masker().text(&k),
-                        allowed.join(", ")
-                    ),
+                    format!("unknown query parameter `{k}`; use {}", allowed.join(", ")),
                 ));
             }
             params.insert(k.into_owned(), v.into_owned());
@@ -199,7 +197,11 @@ async fn refuse(state: &AppState, mut audit: AuditEntry, e: AdminError) -> Admin
     if let Err(store) = state.store.audit(audit).await {
         return store.into();
     }
-    tracing::info!(code = e.code, status = e.status.as_u16(), "admin request refused");
+    tracing::info!(
+        code = e.code,
+        status = e.status.as_u16(),
+        "admin request refused"
+    );
     e
 }
 
@@ -290,8 +292,7 @@ async fn start_export(
         allow_unmasked(req, state, &who, ask.get("reason"), audit).await?;
     }
     audit.filters = Some(
-        json!({ "filter": filter, "format": format.extension(), "unmasked": unmasked })
-            .to_string(),
+        json!({ "filter": filter, "format": format.extension(), "unmasked": unmasked }).to_string(),
     );
     let file = format!(
         "authkey-export-{}-{}.{}",

@@ -94,7 +94,11 @@ pub struct AuditRecord {
 impl Store {
     /// Stores a token and its audit row in one transaction; `false` when the
     /// name is taken (nothing is written then).
-    pub async fn create_token(&self, token: NewToken, audit: AuditEntry) -> Result<bool, StoreError> {
+    pub async fn create_token(
+        &self,
+        token: NewToken,
+        audit: AuditEntry,
+    ) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.create_token(token, audit).await,
         }

@@ -5,4 +5,6 @@ mod config_cli;
 mod crash;
 mod errors;
 mod helpers;
+mod privacy;
+mod privacy_cli;
 mod storage_faults;

@@ -7,7 +7,7 @@ use rusqlite::{params, Connection, Row};
 use tokio::sync::mpsc;
 
 use super::{admin::insert_audit, ReadPool, SqliteStore};
-use crate::store::read::{EXPORT_CHUNK_BYTES, RowEncoder};
+use crate::store::read::{RowEncoder, EXPORT_CHUNK_BYTES};
 use crate::store::{AuditEntry, EventFilter, EventRow, MessageRow, StoreError};
 
 const EVENT_COLUMNS: &str = "id, client_id, channel, direction, provider_message_id, phone, \
