@@ -8,11 +8,21 @@
 //! - [`telemetry`]: the tracing subscriber.
 //! - [`startup`]: [`startup::Application`] — build (bind, open store), then run.
 //! - [`http`]: endpoints, one file per family, errors mapped in `http/error.rs`.
-//! - [`access`]: allowlists and URL tokens.
+//! - [`access`]: allowlists and URL tokens; [`access::tokens`]: API tokens,
+//!   roles, client scope and the TOTP second factor of the admin endpoints.
 //! - [`ingest`]: provider payloads → normalized [`ingest::Event`]s.
 //! - [`store`]: the only place with SQL: schema, migrations, group-commit
 //!   writer, readers.
 //! - [`domain`]: typed values shared by all of the above.
+//! - [`mask`]: masking and pseudonyms (pure functions, plus the key file).
+//! - [`export`]: what readers see: the masked or unmasked record of an event,
+//!   export filters and CSV/NDJSON encoding.
+//! - [`commands`]: `token`, `export` and `audit` subcommands.
+//!
+//! An export: `http::admin` → `access::tokens` (token, role, scope, TOTP) →
+//! `store::Store::export_events` (rows read on a blocking thread, masked and
+//! encoded through `export::View`, streamed over a bounded channel) → chunked
+//! response; the audit row is written when the stream ends.
 //!
 //! The path of one callback: `http::callbacks` → `access` → `ingest::parse`
 //! → `store::Store::ingest` (writer thread, one transaction per batch) → 200.

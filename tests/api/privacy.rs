@@ -479,3 +479,44 @@ async fn export_filters_select_by_time_channel_and_status() {
     );
     assert_eq!(count("channel=email").await, 2, "CSV: header and one row");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_cut_short_by_the_reader_is_still_audited() {
+    let app = spawn_app_with(|s| s.server.max_body_bytes = 1 << 20).await;
+    let total = 20_000;
+    for batch in 0..total / 500 {
+        let items: Vec<String> = (0..500)
+            .map(|i| {
+                format!(
+                    r#"{{"logid":"c{batch}-{i}","mobile":"9198{:08}","status":"sent","note":"{}"}}"#,
+                    batch * 1000 + i,
+                    "x".repeat(400)
+                )
+            })
+            .collect();
+        let resp = app
+            .post_json("sms", &format!("[{}]", items.join(",")))
+            .await;
+        assert_eq!(resp.status().as_u16(), 200);
+    }
+    let t = app.create_token("auditor", "compliance", &[], &[]);
+    let resp = app.export(Some(&t.token), None, "").await;
+    let mut stream = resp.bytes_stream();
+    let first = futures_util::StreamExt::next(&mut stream)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!first.is_empty());
+    drop(stream);
+    let mut audit = None;
+    for _ in 0..100 {
+        audit = app.audit_rows().into_iter().find(|r| r.action == "export");
+        if audit.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let audit = audit.expect("the cut-short export left an audit row");
+    assert_eq!(audit.outcome, "aborted");
+    assert!(audit.rows.unwrap() < total as i64, "{audit:?}");
+}
