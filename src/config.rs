@@ -519,4 +519,24 @@ mod tests {
             .to_string();
         assert!(err.contains("lisen"), "{err}");
     }
+
+    #[test]
+    fn privacy_settings_refuse_revealing_masks() {
+        let s = Settings::default();
+        assert_eq!(s.privacy.masker().phone("+919876543210"), "+91******3210");
+        for (text, key) in [
+            (
+                "[privacy]\nmask_visible_digits = 5\n",
+                "privacy.mask_visible_digits",
+            ),
+            ("[privacy]\nmask_char = \"7\"\n", "privacy.mask_char"),
+            ("[privacy]\nmask_char = \" \"\n", "privacy.mask_char"),
+            ("[privacy]\nmask_char = \"**\"\n", "privacy.mask_char"),
+        ] {
+            let err = load_str(text).unwrap_err().to_string();
+            assert!(err.contains(&format!("`{key}`")), "{text:?} gave {err}");
+        }
+        let s = load_str("[privacy]\nmask_visible_digits = 2\nmask_char = \"#\"\n").unwrap();
+        assert_eq!(s.privacy.masker().phone("+919876543210"), "+91########10");
+    }
 }
