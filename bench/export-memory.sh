@@ -23,9 +23,15 @@ db.executemany("INSERT INTO events (client_id, channel, direction, provider_mess
 db.commit()
 PY
 TOKEN=$("$BIN" token create --name bench --role compliance | tail -1)
-AUTHKEY_RECEIVER__SERVER__LISTEN=127.0.0.1:0 "$BIN" serve 2>"$DIR/serve.log" &
+AUTHKEY_RECEIVER__SERVER__LISTEN=127.0.0.1:0 AUTHKEY_RECEIVER__LOG__LEVEL=info \
+    "$BIN" serve 2>"$DIR/serve.log" &
 PID=$!
-until ADDR=$(grep -o 'listening on http://[0-9.:]*' "$DIR/serve.log" | cut -d/ -f3); [ -n "$ADDR" ]; do sleep 0.1; done
+for _ in $(seq 100); do
+    ADDR=$(grep -o 'listening on http://[0-9.:]*' "$DIR/serve.log" | cut -d/ -f3) || true
+    [ -n "$ADDR" ] && break
+    sleep 0.1
+done
+[ -n "$ADDR" ] || { echo "the server did not start:" >&2; cat "$DIR/serve.log" >&2; exit 1; }
 BASE=$(grep VmRSS /proc/$PID/status | awk '{print $2}')
 START=$(date +%s.%N)
 BYTES=$(curl -sS -H "Authorization: Bearer $TOKEN" "http://$ADDR/v1/exports" | wc -c)

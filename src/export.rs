@@ -8,6 +8,8 @@
 //! provider_message_id, phone, email, pseudonym, status, provider_status,
 //! error_code, text, media, reply_to, source_ip, payload`.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde::Serialize;
 
@@ -179,7 +181,7 @@ pub struct View {
 
 /// One event as a reader sees it; field order is the column order.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Record {
+pub struct Record<'a> {
     /// Row id.
     pub id: i64,
     /// Receipt time, RFC 3339 UTC.
@@ -187,35 +189,35 @@ pub struct Record {
     /// Provider time, RFC 3339 UTC.
     pub event_at: Option<String>,
     /// Client.
-    pub client_id: String,
+    pub client_id: Cow<'a, str>,
     /// Channel.
-    pub channel: String,
+    pub channel: Cow<'a, str>,
     /// `status` or `inbound`.
-    pub direction: String,
+    pub direction: Cow<'a, str>,
     /// Provider message id (never masked: it is how rows are joined).
-    pub provider_message_id: String,
+    pub provider_message_id: Cow<'a, str>,
     /// Phone, masked unless unmasked.
-    pub phone: Option<String>,
+    pub phone: Option<Cow<'a, str>>,
     /// E-mail, masked unless unmasked.
-    pub email: Option<String>,
+    pub email: Option<Cow<'a, str>>,
     /// Pseudonym of the phone (else the e-mail).
-    pub pseudonym: Option<String>,
+    pub pseudonym: Option<Cow<'a, str>>,
     /// Normalized status.
-    pub status: String,
+    pub status: Cow<'a, str>,
     /// Status word as sent.
-    pub provider_status: Option<String>,
+    pub provider_status: Option<Cow<'a, str>>,
     /// Error code as sent (masked: providers put numbers in it).
-    pub error_code: Option<String>,
+    pub error_code: Option<Cow<'a, str>>,
     /// Inbound text, masked.
-    pub text: Option<String>,
+    pub text: Option<Cow<'a, str>>,
     /// Media reference, masked.
-    pub media: Option<String>,
+    pub media: Option<Cow<'a, str>>,
     /// Replied-to message id.
-    pub reply_to: Option<String>,
+    pub reply_to: Option<Cow<'a, str>>,
     /// Provider address.
-    pub source_ip: String,
+    pub source_ip: Cow<'a, str>,
     /// Raw payload (JSON), every string and number masked.
-    pub payload: String,
+    pub payload: Cow<'a, str>,
 }
 
 /// UTC Unix ms as RFC 3339 with milliseconds.
@@ -237,41 +239,51 @@ impl View {
         }
     }
 
-    fn text(&self, value: &Option<String>) -> Option<String> {
-        value.as_ref().map(|v| {
+    fn text<'a>(&self, value: &'a Option<String>) -> Option<Cow<'a, str>> {
+        value.as_deref().map(|v| {
             if self.unmasked {
-                v.clone()
+                Cow::Borrowed(v)
             } else {
-                self.masker.text(v)
+                Cow::Owned(self.masker.text(v))
+            }
+        })
+    }
+
+    fn person<'a>(&self, value: &'a Option<String>) -> Option<Cow<'a, str>> {
+        value.as_deref().map(|v| {
+            if self.unmasked {
+                Cow::Borrowed(v)
+            } else {
+                Cow::Owned(self.recipient(v))
             }
         })
     }
 
     /// The reader's view of a stored event.
-    pub fn record(&self, row: &EventRow) -> Record {
+    pub fn record<'a>(&self, row: &'a EventRow) -> Record<'a> {
         let subject = row.phone.as_deref().or(row.email.as_deref());
         Record {
             id: row.id,
             received_at: rfc3339(row.received_at),
             event_at: row.event_at.map(rfc3339),
-            client_id: row.client_id.clone(),
-            channel: row.channel.clone(),
-            direction: row.direction.clone(),
-            provider_message_id: row.provider_message_id.clone(),
-            phone: row.phone.as_deref().map(|p| self.recipient(p)),
-            email: row.email.as_deref().map(|e| self.recipient(e)),
-            pseudonym: subject.map(|s| self.key.pseudonym(s)),
-            status: row.status.clone(),
+            client_id: Cow::Borrowed(&row.client_id),
+            channel: Cow::Borrowed(&row.channel),
+            direction: Cow::Borrowed(&row.direction),
+            provider_message_id: Cow::Borrowed(&row.provider_message_id),
+            phone: self.person(&row.phone),
+            email: self.person(&row.email),
+            pseudonym: subject.map(|s| Cow::Owned(self.key.pseudonym(s))),
+            status: Cow::Borrowed(&row.status),
             provider_status: self.text(&row.provider_status),
             error_code: self.text(&row.error_code),
             text: self.text(&row.text),
             media: self.text(&row.media),
-            reply_to: row.reply_to.clone(),
-            source_ip: row.source_ip.clone(),
+            reply_to: row.reply_to.as_deref().map(Cow::Borrowed),
+            source_ip: Cow::Borrowed(&row.source_ip),
             payload: if self.unmasked {
-                row.payload.clone()
+                Cow::Borrowed(&row.payload)
             } else {
-                self.masker.json_text(&row.payload)
+                Cow::Owned(self.masker.json_text(&row.payload))
             },
         }
     }
@@ -396,10 +408,11 @@ mod tests {
 
     #[test]
     fn unmasked_view_shows_the_stored_values_and_the_same_pseudonym() {
-        let masked = view(false).record(&row());
-        let real = view(true).record(&row());
+        let row = row();
+        let masked = view(false).record(&row);
+        let real = view(true).record(&row);
         assert_eq!(real.phone.as_deref(), Some("+919876543210"));
-        assert_eq!(real.payload, row().payload);
+        assert_eq!(real.payload, row.payload);
         assert_eq!(real.pseudonym, masked.pseudonym);
     }
 

@@ -130,8 +130,35 @@ impl Masker {
     /// Masks a raw JSON document; text that is not JSON is masked as text.
     pub fn json_text(&self, raw: &str) -> String {
         match serde_json::from_str::<serde_json::Value>(raw) {
-            Ok(v) => self.json(&v).to_string(),
+            Ok(mut v) => {
+                self.json_in_place(&mut v);
+                v.to_string()
+            }
             Err(_) => self.text(raw),
+        }
+    }
+
+    /// [`Masker::json`] without copying what needs no mask.
+    fn json_in_place(&self, value: &mut serde_json::Value) {
+        use serde_json::Value;
+        match value {
+            Value::String(s) => {
+                if needs_mask(s) {
+                    *s = self.text(s);
+                }
+            }
+            Value::Number(n) => {
+                let raw = n.to_string();
+                if needs_mask(&raw) {
+                    *value = Value::String(self.text(&raw));
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| self.json_in_place(v)),
+            Value::Object(map) if map.keys().any(|k| needs_mask(k)) => {
+                *value = self.json(value);
+            }
+            Value::Object(map) => map.values_mut().for_each(|v| self.json_in_place(v)),
+            Value::Null | Value::Bool(_) => {}
         }
     }
 
@@ -176,37 +203,49 @@ impl Masker {
         out
     }
 
+    /// Works on bytes: every character it looks at is ASCII, and UTF-8
+    /// never uses ASCII bytes inside a longer character.
     fn digits_in(&self, text: &str) -> String {
-        let chars: Vec<char> = text.chars().collect();
-        let mut out = String::with_capacity(text.len());
+        // Most strings (status words, keys, ids) cannot hold a run: skip them.
+        if text.bytes().filter(u8::is_ascii_digit).count() < MIN_RUN_DIGITS {
+            return text.to_string();
+        }
+        let bytes = text.as_bytes();
+        let mut mask = [0u8; 4];
+        let mask = self.mask_char.encode_utf8(&mut mask).as_bytes();
+        let mut out = Vec::with_capacity(text.len());
         let mut i = 0;
-        while i < chars.len() {
+        while i < bytes.len() {
             let starts_run =
-                chars[i].is_ascii_digit() || (chars[i] == '+' && next_is_digit(&chars, i));
+                bytes[i].is_ascii_digit() || (bytes[i] == b'+' && next_is_digit(bytes, i));
             if !starts_run {
-                out.push(chars[i]);
+                out.push(bytes[i]);
                 i += 1;
                 continue;
             }
-            let end = run_end(&chars, i);
-            let run = &chars[i..end];
+            let end = run_end(bytes, i);
+            let run = &bytes[i..end];
             let digits = run.iter().filter(|c| c.is_ascii_digit()).count();
             if digits >= MIN_RUN_DIGITS {
-                self.mask_run(run, digits, &mut out);
+                self.mask_run(run, digits, mask, &mut out);
             } else {
-                out.extend(run);
+                out.extend_from_slice(run);
             }
             i = end;
         }
-        out
+        String::from_utf8(out).expect("only ASCII digits were replaced, by whole characters")
     }
 
     /// Masks one run, keeping separators: a `+` run keeps its country code,
     /// every run keeps its last digits, never more than half of the others
     /// (a 5-digit run shows 2).
-    fn mask_run(&self, run: &[char], digits: usize, out: &mut String) {
-        let all: String = run.iter().filter(|c| c.is_ascii_digit()).collect();
-        let keep_head = if run[0] == '+' {
+    fn mask_run(&self, run: &[u8], digits: usize, mask: &[u8], out: &mut Vec<u8>) {
+        let keep_head = if run[0] == b'+' {
+            let all: String = run
+                .iter()
+                .filter(|c| c.is_ascii_digit())
+                .map(|&c| char::from(c))
+                .collect();
             country_code_len(&all)
         } else {
             0
@@ -215,8 +254,11 @@ impl Masker {
         let mut seen = 0;
         for &c in run {
             if c.is_ascii_digit() {
-                let shown = seen < keep_head || seen >= digits - keep_tail;
-                out.push(if shown { c } else { self.mask_char });
+                if seen < keep_head || seen >= digits - keep_tail {
+                    out.push(c);
+                } else {
+                    out.extend_from_slice(mask);
+                }
                 seen += 1;
             } else {
                 out.push(c);
@@ -225,30 +267,35 @@ impl Masker {
     }
 }
 
-fn next_is_digit(chars: &[char], i: usize) -> bool {
-    chars.get(i + 1).is_some_and(char::is_ascii_digit)
+/// Whether masking could change `text` (it may hold an address or a run).
+fn needs_mask(text: &str) -> bool {
+    text.contains('@') || text.bytes().filter(u8::is_ascii_digit).count() >= MIN_RUN_DIGITS
+}
+
+fn next_is_digit(bytes: &[u8], i: usize) -> bool {
+    bytes.get(i + 1).is_some_and(u8::is_ascii_digit)
 }
 
 /// End of a phone-like run starting at `start`: digits, with single
 /// separators between them (`98765 43210`, `98765-43210`, `(987) 654.3210`).
-fn run_end(chars: &[char], start: usize) -> usize {
+fn run_end(bytes: &[u8], start: usize) -> usize {
     let mut i = start;
-    if chars[i] == '+' {
+    if bytes[i] == b'+' {
         i += 1;
     }
     let mut end = i;
-    while i < chars.len() {
-        let c = chars[i];
+    while i < bytes.len() {
+        let c = bytes[i];
         if c.is_ascii_digit() {
             i += 1;
             end = i;
-        } else if matches!(c, ' ' | '-' | '.' | '(' | ')') {
+        } else if matches!(c, b' ' | b'-' | b'.' | b'(' | b')') {
             // One separator, or `) ` / ` (`, between digits.
             let mut j = i + 1;
-            if j < chars.len() && matches!(chars[j], ' ' | '(') && c != chars[j] {
+            if j < bytes.len() && matches!(bytes[j], b' ' | b'(') && c != bytes[j] {
                 j += 1;
             }
-            if j < chars.len() && chars[j].is_ascii_digit() {
+            if j < bytes.len() && bytes[j].is_ascii_digit() {
                 i = j;
             } else {
                 break;
@@ -417,6 +464,10 @@ mod tests {
         assert_eq!(Masker::new(2, '#').phone("+919876543210"), "+91########10");
         assert_eq!(Masker::new(9, 'x').phone("+919876543210"), "+91xxxxxx3210");
         assert_eq!(Masker::new(0, '*').phone("+919876543210"), "+91**********");
+        assert_eq!(
+            Masker::new(4, '•').text("तुरंत 9876543210 पर"),
+            "तुरंत ••••••3210 पर"
+        );
     }
 
     #[test]
@@ -440,6 +491,12 @@ mod tests {
         assert_eq!(v["2"], "Rs 500");
         assert_eq!(v["mobile"], "********0001");
         assert_eq!(v["error"], "number ******0001 is DND");
+        let nested = r#"[{"919876543210":{"to":"asha@example.com","n":[919876500001,42]}}]"#;
+        assert_eq!(
+            m().json_text(nested),
+            r#"[{"********3210":{"n":["********0001",42],"to":"a***@example.com"}}]"#
+        );
+        assert_eq!(m().json_text("not json 9876543210"), "not json ******3210");
     }
 
     #[test]
