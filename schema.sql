@@ -100,6 +100,8 @@ CREATE TABLE api_tokens (
     clients     TEXT,                    -- JSON array of client ids; NULL = all
     totp_secret BLOB,
     totp_last_step INTEGER,
+    totp_failures INTEGER NOT NULL DEFAULT 0, -- wrong codes in a row
+    totp_locked_until INTEGER,               -- no code accepted before this (Unix ms)
     created_at  INTEGER NOT NULL,
     revoked_at  INTEGER
 );

@@ -16,6 +16,12 @@ pub const TOKEN_PREFIX: &str = "akr_";
 /// Seconds per TOTP step.
 pub const TOTP_STEP_SECS: i64 = 30;
 
+/// Wrong codes in a row that lock a token's second factor.
+pub const TOTP_MAX_FAILURES: i64 = 5;
+
+/// How long a locked second factor refuses every code.
+pub const TOTP_LOCK_MS: i64 = 5 * 60 * 1000;
+
 /// Digits in a TOTP code.
 const TOTP_DIGITS: usize = 6;
 
@@ -65,6 +71,7 @@ pub struct Principal {
     /// Clients the token may read; `None` = all.
     pub clients: Option<Vec<String>>,
     totp_secret: Option<Vec<u8>>,
+    totp_locked_until: Option<i64>,
 }
 
 impl Principal {
@@ -99,6 +106,9 @@ pub enum AuthError {
     /// Wrong, expired or already used code.
     #[error("the one-time code is wrong, expired or already used")]
     TotpInvalid,
+    /// Too many wrong codes in a row; no code is taken for a while.
+    #[error("too many wrong one-time codes; try again in a few minutes")]
+    TotpLocked,
     /// The token store could not be read.
     #[error(transparent)]
     Storage(#[from] StoreError),
@@ -113,6 +123,7 @@ impl AuthError {
             AuthError::NoSecondFactor => "no_second_factor",
             AuthError::TotpMissing => "totp_required",
             AuthError::TotpInvalid => "invalid_totp",
+            AuthError::TotpLocked => "totp_locked",
             AuthError::Storage(_) => "storage_unavailable",
         }
     }
@@ -214,26 +225,38 @@ fn principal(record: TokenRecord) -> Result<Principal, AuthError> {
         role,
         clients: record.clients,
         totp_secret: record.totp_secret,
+        totp_locked_until: record.totp_locked_until,
     })
 }
 
 /// Checks the second factor: a code valid now that this token has not used
-/// (nor a later one). Using it burns it.
+/// (nor a later one). Using it burns it. [`TOTP_MAX_FAILURES`] wrong codes in
+/// a row lock the factor for [`TOTP_LOCK_MS`], so a stolen token cannot
+/// guess its way through a million codes.
 pub async fn verify_totp(
     store: &Store,
     principal: &Principal,
     code: Option<&str>,
-    unix_secs: i64,
+    unix_ms: i64,
 ) -> Result<(), AuthError> {
     let secret = principal
         .totp_secret
         .as_deref()
         .ok_or(AuthError::NoSecondFactor)?;
     let code = code.ok_or(AuthError::TotpMissing)?;
-    let step = totp_step(secret, code, unix_secs).ok_or(AuthError::TotpInvalid)?;
-    if store.use_totp_step(principal.id, step).await? {
+    if principal.totp_locked_until.is_some_and(|t| t > unix_ms) {
+        return Err(AuthError::TotpLocked);
+    }
+    let accepted = match totp_step(secret, code, unix_ms.div_euclid(1000)) {
+        Some(step) => store.use_totp_step(principal.id, step).await?,
+        None => false,
+    };
+    if accepted {
         Ok(())
     } else {
+        store
+            .totp_failed(principal.id, TOTP_MAX_FAILURES, unix_ms + TOTP_LOCK_MS)
+            .await?;
         Err(AuthError::TotpInvalid)
     }
 }

@@ -56,6 +56,7 @@ impl From<AuthError> for AdminError {
         let status = match &e {
             AuthError::Storage(_) => return StoreError::Unavailable(e.to_string()).into(),
             AuthError::NoSecondFactor => StatusCode::FORBIDDEN,
+            AuthError::TotpLocked => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::UNAUTHORIZED,
         };
         AdminError::new(status, e.code(), e.to_string())
@@ -187,7 +188,7 @@ async fn allow_unmasked(
     }
     audit.reason = Some(reason.trim().to_string());
     let code = req.headers().get("x-totp").and_then(|v| v.to_str().ok());
-    tokens::verify_totp(&state.store, who, code, now().timestamp()).await?;
+    tokens::verify_totp(&state.store, who, code, now().timestamp_millis()).await?;
     Ok(())
 }
 

@@ -16,6 +16,8 @@ pub struct TokenRecord {
     pub clients: Option<Vec<String>>,
     /// TOTP secret of the second factor, if the token has one.
     pub totp_secret: Option<Vec<u8>>,
+    /// No TOTP code is accepted before this (UTC Unix ms).
+    pub totp_locked_until: Option<i64>,
     /// Created, UTC Unix ms.
     pub created_at: i64,
     /// Revoked, UTC Unix ms.
@@ -133,10 +135,24 @@ impl Store {
 
     /// Records that a TOTP code of time step `step` was used by token `id`;
     /// `false` (a replay) when a code of this step or a later one was
-    /// already used. Atomic, so two requests cannot both use one code.
+    /// already used. Atomic, so two requests cannot both use one code. A
+    /// good code clears the count of wrong ones.
     pub async fn use_totp_step(&self, id: i64, step: i64) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.use_totp_step(id, step).await,
+        }
+    }
+
+    /// Counts a wrong TOTP code for token `id`; the `max`-th in a row locks
+    /// the second factor until `locked_until` (UTC Unix ms).
+    pub async fn totp_failed(
+        &self,
+        id: i64,
+        max: i64,
+        locked_until: i64,
+    ) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.totp_failed(id, max, locked_until).await,
         }
     }
 

@@ -520,3 +520,25 @@ async fn an_export_cut_short_by_the_reader_is_still_audited() {
     assert_eq!(audit.outcome, "aborted");
     assert!(audit.rows.unwrap() < total as i64, "{audit:?}");
 }
+
+#[tokio::test]
+async fn five_wrong_codes_in_a_row_lock_the_second_factor() {
+    let app = spawn_app().await;
+    let owner = app.create_token("owner-4", "owner", &["--totp"], &[]);
+    let query = "unmasked=true&reason=checking+a+complaint";
+    let good = pyotp_now(owner.totp_secret.as_deref().unwrap());
+    let wrong = format!(
+        "{:06}",
+        (good.parse::<u32>().unwrap() + 500_000) % 1_000_000
+    );
+    for _ in 0..5 {
+        let resp = app.export(Some(&owner.token), Some(&wrong), query).await;
+        assert_eq!(error_code(resp, 401).await, "invalid_totp");
+    }
+    let resp = app.export(Some(&owner.token), Some(&good), query).await;
+    assert_eq!(error_code(resp, 429).await, "totp_locked");
+    assert_eq!(app.last_audit().outcome, "totp_locked");
+    // Masked data stays available to the token.
+    let resp = app.export(Some(&owner.token), None, "").await;
+    assert_eq!(resp.status().as_u16(), 200);
+}

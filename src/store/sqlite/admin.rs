@@ -9,7 +9,7 @@ use super::SqliteStore;
 use crate::store::{AuditEntry, AuditRecord, NewToken, StoreError, TokenRecord};
 
 const TOKEN_COLUMNS: &str =
-    "id, name, role, clients, totp_secret, created_at, revoked_at FROM api_tokens";
+    "id, name, role, clients, totp_secret, created_at, revoked_at, totp_locked_until FROM api_tokens";
 
 const INSERT_AUDIT: &str = "INSERT INTO audit_log (at, actor, role, action, client_id, filters, \
      rows, reason, source_ip, outcome) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
@@ -44,6 +44,7 @@ fn token_from_row(r: &Row<'_>) -> rusqlite::Result<TokenRecord> {
         totp_secret: r.get(4)?,
         created_at: r.get(5)?,
         revoked_at: r.get(6)?,
+        totp_locked_until: r.get(7)?,
     })
 }
 
@@ -146,11 +147,32 @@ impl SqliteStore {
     pub(crate) async fn use_totp_step(&self, id: i64, step: i64) -> Result<bool, StoreError> {
         self.write(move |conn| {
             let changed = conn.execute(
-                "UPDATE api_tokens SET totp_last_step = ?2 \
+                "UPDATE api_tokens SET totp_last_step = ?2, totp_failures = 0 \
                  WHERE id = ?1 AND (totp_last_step IS NULL OR totp_last_step < ?2)",
                 params![id, step],
             )?;
             Ok(changed == 1)
+        })
+        .await
+    }
+
+    pub(crate) async fn totp_failed(
+        &self,
+        id: i64,
+        max: i64,
+        locked_until: i64,
+    ) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE api_tokens SET \
+                   totp_locked_until = CASE WHEN totp_failures + 1 >= ?2 \
+                     THEN ?3 ELSE totp_locked_until END, \
+                   totp_failures = CASE WHEN totp_failures + 1 >= ?2 \
+                     THEN 0 ELSE totp_failures + 1 END \
+                 WHERE id = ?1",
+                params![id, max, locked_until],
+            )
+            .map(|_| ())
         })
         .await
     }
