@@ -404,15 +404,39 @@ impl PseudonymKey {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut key = [0u8; KEY_LEN];
                 getrandom::fill(&mut key).map_err(|e| io(std::io::Error::other(e.to_string())))?;
-                let mut file = std::fs::OpenOptions::new()
+                // Written whole under a temporary name, then linked into
+                // place: a hard link never replaces an existing key, so two
+                // first starts at once agree on one key and none is ever
+                // read half-written.
+                let mut nonce = [0u8; 8];
+                getrandom::fill(&mut nonce)
+                    .map_err(|e| io(std::io::Error::other(e.to_string())))?;
+                let tmp = data_dir.join(format!(
+                    ".{PSEUDONYM_KEY_FILE}.{}",
+                    data_encoding::HEXLOWER.encode(&nonce)
+                ));
+                let written = std::fs::OpenOptions::new()
                     .write(true)
-                    .create_new(true)
+                    .create(true)
+                    .truncate(true)
                     .mode(0o600)
-                    .open(&path)
-                    .map_err(io)?;
-                file.write_all(&key).map_err(io)?;
-                file.sync_all().map_err(io)?;
-                Ok(PseudonymKey { key })
+                    .open(&tmp)
+                    .and_then(|mut f| f.write_all(&key).and_then(|()| f.sync_all()))
+                    .and_then(|()| std::fs::hard_link(&tmp, &path));
+                // The temporary name is only scaffolding; losing it is harmless.
+                let _ = std::fs::remove_file(&tmp);
+                match written {
+                    Ok(()) => {
+                        std::fs::File::open(data_dir)
+                            .and_then(|d| d.sync_all())
+                            .map_err(io)?;
+                        Ok(PseudonymKey { key })
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        PseudonymKey::load_or_create(data_dir)
+                    }
+                    Err(e) => Err(io(e)),
+                }
             }
             Err(e) => Err(io(e)),
         }
@@ -532,6 +556,23 @@ mod tests {
         assert_eq!(mode, 0o600);
         let again = PseudonymKey::load_or_create(dir.path()).unwrap();
         assert_eq!(first.pseudonym("+1"), again.pseudonym("+1"));
+    }
+
+    #[test]
+    fn first_starts_at_once_agree_on_one_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let names: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| PseudonymKey::load_or_create(dir.path()).unwrap()))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap().pseudonym("+919876543210"))
+                .collect()
+        });
+        assert!(names.windows(2).all(|w| w[0] == w[1]), "{names:?}");
+        let files = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(files, 1, "temporary files were left behind");
     }
 
     #[test]
