@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use serde_json::json;
 
 use super::{check_clients, local_actor, now_ms, with_store, Failure};
-use crate::access::tokens;
+use crate::access::tokens::{self, Role};
 use crate::cli::TokenAction;
 use crate::config::Settings;
 use crate::export::rfc3339;
@@ -69,6 +69,9 @@ pub fn token(action: TokenAction, settings: &Settings) -> ExitCode {
                 if let Some(secret) = secret {
                     println!("second factor (add to an authenticator app, shown once):");
                     println!("{}", tokens::otpauth_uri(&name, &secret));
+                }
+                if role == Role::Owner && !totp {
+                    eprintln!("note: without --totp this owner token can never see unmasked data");
                 }
                 println!("token (shown once, store it now):");
                 println!("{token}");
