@@ -90,7 +90,8 @@ CREATE TABLE audit_log (
     filters    TEXT,
     rows       INTEGER,
     reason     TEXT,
-    source_ip  TEXT
+    source_ip  TEXT,
+    outcome    TEXT    NOT NULL DEFAULT 'ok' -- 'ok', 'aborted' or the refusal's error code
 );
 CREATE INDEX audit_log_at ON audit_log (at);
 
@@ -103,6 +104,8 @@ CREATE TABLE api_tokens (
     clients     TEXT,                    -- JSON array of client ids; NULL = all
     totp_secret BLOB,
     totp_last_step INTEGER,
+    totp_failures INTEGER NOT NULL DEFAULT 0, -- wrong codes in a row
+    totp_locked_until INTEGER,               -- no code accepted before this (Unix ms)
     created_at  INTEGER NOT NULL,
     revoked_at  INTEGER
 );

@@ -3,7 +3,10 @@
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+
+use crate::access::tokens::Role;
+use crate::export::Format;
 
 use crate::domain::ClientId;
 
@@ -47,6 +50,78 @@ pub enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Manage the API tokens of /v1/exports and /v1/messages.
+    Token {
+        /// What to do with tokens.
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+    /// Export stored events, masked, to a file or standard output (audited as
+    /// the local user).
+    Export(ExportArgs),
+    /// Print the audit log, oldest first, tab-separated.
+    Audit {
+        /// Only rows at or after this time (RFC 3339, or a date).
+        #[arg(long, value_name = "RFC3339")]
+        since: Option<String>,
+    },
+}
+
+/// `token` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Create a token; it is printed once, alone on the last line.
+    Create {
+        /// Unique name: the actor in the audit log.
+        #[arg(long)]
+        name: String,
+        /// What the token may do.
+        #[arg(long, value_enum)]
+        role: Role,
+        /// Limit the token to this client (repeat for several); all without.
+        #[arg(long = "client", value_name = "ID")]
+        clients: Vec<String>,
+        /// Add a TOTP second factor (printed as an otpauth:// URI); needed
+        /// for unmasked data.
+        #[arg(long)]
+        totp: bool,
+    },
+    /// List tokens (names, roles, scopes; never the tokens).
+    List,
+    /// Revoke a token by name.
+    Revoke {
+        /// Name given at creation.
+        name: String,
+    },
+}
+
+/// `export` options: the filters of `GET /v1/exports`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Only this client (repeat for several); all without.
+    #[arg(long = "client", value_name = "ID")]
+    pub clients: Vec<String>,
+    /// Received at or after (RFC 3339, or a date meaning midnight UTC).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Received before (RFC 3339, or a date).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Only this channel.
+    #[arg(long)]
+    pub channel: Option<String>,
+    /// Only `status` or `inbound` events.
+    #[arg(long)]
+    pub direction: Option<String>,
+    /// Only this normalized status.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Csv)]
+    pub format: Format,
+    /// Write here (created with mode 0600) instead of standard output.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 /// `config` subcommands.

@@ -80,6 +80,8 @@ pub struct Settings {
     pub allowlist: AllowlistSettings,
     /// Log output.
     pub log: LogSettings,
+    /// How data is shown to the people who read it.
+    pub privacy: PrivacySettings,
     /// The Authkey accounts whose callbacks this service receives.
     pub clients: Vec<ClientSettings>,
 }
@@ -217,6 +219,23 @@ pub struct LogSettings {
     pub format: LogFormat,
     /// A `tracing_subscriber::EnvFilter` directive.
     pub level: String,
+}
+
+/// `[privacy]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacySettings {
+    /// Trailing digits of a phone number left visible (0 to 4).
+    pub mask_visible_digits: usize,
+    /// Character that replaces hidden digits.
+    pub mask_char: char,
+}
+
+impl PrivacySettings {
+    /// The masker these settings describe.
+    pub fn masker(&self) -> crate::mask::Masker {
+        crate::mask::Masker::new(self.mask_visible_digits, self.mask_char)
+    }
 }
 
 /// Retention class of a client.
@@ -453,6 +472,19 @@ impl Settings {
         }
         if self.archive.batch_rows == 0 {
             return Err(ConfigError::key("archive.batch_rows", "must be at least 1"));
+        }
+        if self.privacy.mask_visible_digits > crate::mask::MAX_VISIBLE_DIGITS {
+            return Err(ConfigError::key(
+                "privacy.mask_visible_digits",
+                format!("must be at most {}", crate::mask::MAX_VISIBLE_DIGITS),
+            ));
+        }
+        let mc = self.privacy.mask_char;
+        if mc.is_alphanumeric() || mc.is_whitespace() || mc.is_control() || mc == '+' {
+            return Err(ConfigError::key(
+                "privacy.mask_char",
+                "must be a visible symbol that is not a letter, digit or `+`",
+            ));
         }
         if self.clients.is_empty() {
             return Err(ConfigError::key("clients", "at least one client is needed"));
@@ -754,5 +786,25 @@ mod tests {
         let s = load_str("[server]\nkeep_alive = \"0s\"\n[[clients]]\nid = \"a\"\nclass = \"standard\"\nsigning_secret = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]\n").unwrap();
         assert!(s.server.keep_alive.is_zero());
         assert_eq!(s.clients[0].signing_secret.as_ref().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn privacy_settings_refuse_revealing_masks() {
+        let s = Settings::default();
+        assert_eq!(s.privacy.masker().phone("+919876543210"), "+91******3210");
+        for (text, key) in [
+            (
+                "[privacy]\nmask_visible_digits = 5\n",
+                "privacy.mask_visible_digits",
+            ),
+            ("[privacy]\nmask_char = \"7\"\n", "privacy.mask_char"),
+            ("[privacy]\nmask_char = \" \"\n", "privacy.mask_char"),
+            ("[privacy]\nmask_char = \"**\"\n", "privacy.mask_char"),
+        ] {
+            let err = load_str(text).unwrap_err().to_string();
+            assert!(err.contains(&format!("`{key}`")), "{text:?} gave {err}");
+        }
+        let s = load_str("[privacy]\nmask_visible_digits = 2\nmask_char = \"#\"\n").unwrap();
+        assert_eq!(s.privacy.masker().phone("+919876543210"), "+91########10");
     }
 }

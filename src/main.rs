@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use authkey_receiver::archive;
 use authkey_receiver::cli::{Cli, Command, ConfigAction};
+use authkey_receiver::commands;
 use authkey_receiver::config::{Settings, DEFAULT_TOML};
 use authkey_receiver::startup::Application;
 use authkey_receiver::store::Store;
@@ -54,6 +55,9 @@ fn main() -> ExitCode {
             archive::command::archive(&settings, &args)
         }
         Command::VerifyArchive { dir } => archive::command::verify(&settings, dir.as_deref()),
+        Command::Token { action } => commands::token(action, &settings),
+        Command::Export(args) => commands::export(args, &settings),
+        Command::Audit { since } => commands::audit(since.as_deref(), &settings),
     }
 }
 

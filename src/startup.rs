@@ -12,6 +12,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
 use crate::config::Settings;
+use crate::export::Privacy;
 use crate::http::{self, AppState};
 use crate::retention::task::PruningTask;
 use crate::store::{Store, StoreError, WriterHandle};
@@ -24,6 +25,9 @@ pub enum StartError {
     /// The database could not be opened or migrated.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The pseudonym key could not be loaded or created.
+    #[error(transparent)]
+    Key(#[from] crate::mask::KeyError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -57,6 +61,7 @@ impl Application {
             _ => None,
         };
         let (store, writer) = Store::open(&settings.storage)?;
+        let privacy = web::Data::new(Privacy::load(&settings)?);
         let listen = settings.server.listen;
         let bind_error = |source| StartError::Bind {
             addr: listen,
@@ -84,6 +89,7 @@ impl Application {
                 .wrap(actix_web::middleware::from_fn(telemetry::request_span))
                 .app_data(state.clone())
                 .wrap(from_fn(http::limits::head_size))
+                .app_data(privacy.clone())
                 .configure(http::configure)
                 .default_service(web::to(http::not_found))
         })

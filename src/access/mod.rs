@@ -9,6 +9,8 @@ pub mod proxies;
 pub mod secrets;
 pub mod signatures;
 
+pub mod tokens;
+
 use std::net::IpAddr;
 
 use ipnet::IpNet;

@@ -1,5 +1,6 @@
 //! HTTP endpoints, one file per family; [`configure`] mounts them all.
 
+mod admin;
 mod callbacks;
 mod door;
 mod error;
@@ -58,6 +59,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::resource("/v1/callbacks/{client}/{channel}")
                 .route(web::get().to(callbacks::callback))
                 .route(web::post().to(callbacks::callback)),
+        )
+        .route("/v1/exports", web::get().to(admin::export))
+        .route(
+            "/v1/messages/{client}/{message_id:.+}",
+            web::get().to(admin::lookup),
         );
 }
 

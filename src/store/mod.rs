@@ -2,8 +2,13 @@
 //! behind it (SQLite today) owns schema, migrations, the group-commit writer
 //! and readers. A new backend is a new [`Backend`] variant in this module.
 
+mod admin;
 pub mod archive;
+mod read;
 mod sqlite;
+
+pub use admin::{AuditEntry, AuditRecord, NewToken, TokenRecord};
+pub use read::{EventFilter, EventRow, MessageRow, RowEncoder};
 
 use tokio::sync::oneshot;
 

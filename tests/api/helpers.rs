@@ -141,7 +141,20 @@ pub async fn json_with_status(resp: reqwest::Response, status: u16) -> serde_jso
 /// The real binary, started with `serve` on a random port with its data in
 /// `data_dir`; returns the child and its address, read off its log.
 pub fn spawn_binary(data_dir: &Path, env: &[(&str, &str)]) -> (std::process::Child, SocketAddr) {
+    let (child, addr, _) = spawn_binary_logged(data_dir, env);
+    (child, addr)
+}
+
+/// Everything a spawned binary has written to standard error so far.
+pub type CapturedLog = std::sync::Arc<std::sync::Mutex<String>>;
+
+/// [`spawn_binary`], also keeping the child's log (standard error).
+pub fn spawn_binary_logged(
+    data_dir: &Path,
+    env: &[(&str, &str)],
+) -> (std::process::Child, SocketAddr, CapturedLog) {
     use std::io::{BufRead, BufReader};
+    let log = CapturedLog::default();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_authkey-receiver"))
         .arg("serve")
         .env("AUTHKEY_RECEIVER__SERVER__LISTEN", "127.0.0.1:0")
@@ -157,6 +170,7 @@ pub fn spawn_binary(data_dir: &Path, env: &[(&str, &str)]) -> (std::process::Chi
             .next()
             .expect("the server exited before listening")
             .unwrap();
+        log.lock().unwrap().push_str(&format!("{line}\n"));
         if let Some(rest) = line.split("listening on http://").nth(1) {
             let addr = rest
                 .split(|c: char| c.is_whitespace() || c == '"')
@@ -166,8 +180,159 @@ pub fn spawn_binary(data_dir: &Path, env: &[(&str, &str)]) -> (std::process::Chi
         }
     };
     // Keep draining the log so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, addr)
+    let keep = log.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            keep.lock().unwrap().push_str(&format!("{line}\n"));
+        }
+    });
+    (child, addr, log)
+}
+
+/// Runs the binary with `args` on the data in `data_dir`.
+pub fn cli(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_authkey-receiver"))
+        .args(args)
+        .env_remove("AUTHKEY_RECEIVER_CONFIG")
+        .env("AUTHKEY_RECEIVER__STORAGE__DATA_DIR", data_dir)
+        .env("AUTHKEY_RECEIVER__ARCHIVE__DIR", data_dir.join("archive"))
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+/// A token made with `token create`, and its TOTP secret (base32) if any.
+pub struct ApiToken {
+    pub token: String,
+    pub totp_secret: Option<String>,
+}
+
+/// A code for `secret` now, from pyotp (an implementation independent of
+/// ours; installed by .ci/run).
+pub fn pyotp_now(secret: &str) -> String {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, pyotp; print(pyotp.TOTP(sys.argv[1]).now())",
+            secret,
+        ])
+        .output()
+        .expect("python3 runs (see .ci/run)");
+    assert!(
+        out.status.success(),
+        "pyotp failed (pip install pyotp): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+impl TestApp {
+    /// `token create --name NAME --role ROLE` plus `extra` arguments, with
+    /// `env` (e.g. more clients) for the command's config.
+    pub fn create_token(
+        &self,
+        name: &str,
+        role: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> ApiToken {
+        let mut args = vec!["token", "create", "--name", name, "--role", role];
+        args.extend_from_slice(extra);
+        let out = cli(&self.data_dir, &args, env);
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            out.status.success(),
+            "token create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let totp_secret = stdout
+            .lines()
+            .find(|l| l.starts_with("otpauth://"))
+            .map(|uri| {
+                let url = url::Url::parse(uri).unwrap();
+                url.query_pairs()
+                    .find(|(k, _)| k == "secret")
+                    .unwrap()
+                    .1
+                    .into_owned()
+            });
+        ApiToken {
+            token: stdout.trim_end().lines().last().unwrap().to_string(),
+            totp_secret,
+        }
+    }
+
+    /// `GET /v1/exports?{query}` with an optional bearer token and TOTP code.
+    pub async fn export(
+        &self,
+        token: Option<&str>,
+        totp: Option<&str>,
+        query: &str,
+    ) -> reqwest::Response {
+        self.admin_get(&format!("/v1/exports?{query}"), token, totp)
+            .await
+    }
+
+    /// `GET {path}` with an optional bearer token and TOTP code.
+    pub async fn admin_get(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        totp: Option<&str>,
+    ) -> reqwest::Response {
+        let mut req = self.http.get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(code) = totp {
+            req = req.header("x-totp", code);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Audit rows as (actor, role, action, outcome, rows, reason), oldest first.
+    pub fn audit_rows(&self) -> Vec<AuditRow> {
+        let db = self.db();
+        let mut stmt = db
+            .prepare(
+                "SELECT actor, role, action, outcome, rows, reason, client_id, source_ip \
+                 FROM audit_log ORDER BY id",
+            )
+            .unwrap();
+        stmt.query_map([], |r| {
+            Ok(AuditRow {
+                actor: r.get(0)?,
+                role: r.get(1)?,
+                action: r.get(2)?,
+                outcome: r.get(3)?,
+                rows: r.get(4)?,
+                reason: r.get(5)?,
+                client: r.get(6)?,
+                source: r.get(7)?,
+            })
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    }
+
+    /// The latest audit row.
+    pub fn last_audit(&self) -> AuditRow {
+        self.audit_rows().pop().expect("an audit row")
+    }
+}
+
+/// One audit-log row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRow {
+    pub actor: String,
+    pub role: Option<String>,
+    pub action: String,
+    pub outcome: String,
+    pub rows: Option<i64>,
+    pub reason: Option<String>,
+    pub client: Option<String>,
+    pub source: Option<String>,
 }
 
 /// Whether an outside program (nginx, openssl, schemathesis...) runs. Where it

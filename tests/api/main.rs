@@ -16,6 +16,8 @@ mod limits;
 mod message_state;
 mod observability;
 mod openapi;
+mod privacy;
+mod privacy_cli;
 mod providers;
 mod secret_files;
 mod shutdown;

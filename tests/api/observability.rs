@@ -355,13 +355,20 @@ async fn the_pruning_task_reports_its_archive_runs_in_the_metrics() {
     let mut text = String::new();
     for _ in 0..100 {
         text = scrape(&app).await;
-        if sample(&text, r#"authkey_receiver_archive_runs_total{outcome="ok"}"#) == Some(1.0) {
+        if sample(
+            &text,
+            r#"authkey_receiver_archive_runs_total{outcome="ok"}"#,
+        ) == Some(1.0)
+        {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(
-        sample(&text, r#"authkey_receiver_archive_runs_total{outcome="ok"}"#),
+        sample(
+            &text,
+            r#"authkey_receiver_archive_runs_total{outcome="ok"}"#
+        ),
         Some(1.0),
         "{text}"
     );

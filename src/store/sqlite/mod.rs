@@ -1,8 +1,10 @@
 //! SQLite backend: WAL, one writer thread with group commit, readers on their
 //! own connections (run through `spawn_blocking`, off the async executor).
 
+mod admin;
 pub(crate) mod archive;
 mod migrate;
+mod read;
 mod writer;
 
 use std::path::{Path, PathBuf};
