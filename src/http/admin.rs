@@ -137,12 +137,18 @@ fn now() -> chrono::DateTime<chrono::Utc> {
 }
 
 /// Starts the audit row of a request; filled in as the request is judged.
-fn audit_for(req: &HttpRequest, action: &str) -> AuditEntry {
+/// The source is the client a trusted proxy names, as for callbacks; a
+/// proxy that names nobody readable leaves its own address.
+fn audit_for(req: &HttpRequest, state: &AppState, action: &str) -> AuditEntry {
+    let source = super::door::client_ip(req, &state.settings.server)
+        .ok()
+        .or_else(|| req.peer_addr().map(|a| a.ip()))
+        .map(|ip| ip.to_canonical().to_string());
     AuditEntry {
         at: now().timestamp_millis(),
         actor: "anonymous".into(),
         action: action.into(),
-        source_ip: req.peer_addr().map(|a| a.ip().to_canonical().to_string()),
+        source_ip: source,
         outcome: "ok".into(),
         ..AuditEntry::default()
     }
@@ -212,7 +218,7 @@ pub(super) async fn export(
     state: web::Data<AppState>,
     privacy: web::Data<Privacy>,
 ) -> Result<HttpResponse, AdminError> {
-    let mut audit = audit_for(&req, "export");
+    let mut audit = audit_for(&req, &state, "export");
     match start_export(&req, &state, &privacy, &mut audit).await {
         Ok(response) => Ok(response),
         Err(e) => {
@@ -327,7 +333,7 @@ pub(super) async fn lookup(
     privacy: web::Data<Privacy>,
 ) -> Result<HttpResponse, AdminError> {
     let (client, id) = path.into_inner();
-    let mut audit = audit_for(&req, "lookup");
+    let mut audit = audit_for(&req, &state, "lookup");
     audit.client_id = Some(client.clone());
     audit.filters = Some(json!({ "provider_message_id": id }).to_string());
     match find_message(&req, &state, &privacy, &client, &id, &mut audit).await {

@@ -386,3 +386,33 @@ async fn the_pruning_task_reports_its_archive_runs_in_the_metrics() {
     );
     assert_eq!(app.count("events"), 0);
 }
+
+#[tokio::test]
+async fn metrics_are_served_anywhere_with_a_valid_admin_token_and_refused_with_a_revoked_one() {
+    let app =
+        spawn_app_with(|s| s.server.metrics_allow = vec!["10.0.0.0/8".parse().unwrap()]).await;
+    let t = app.create_token("prometheus", "support", &[], &[]);
+    let with = |token: &str| {
+        app.http
+            .get(app.url("/metrics"))
+            .header("authorization", format!("Bearer {token}"))
+            .header("x-forwarded-for", "198.51.100.7")
+            .send()
+    };
+    let resp = with(&t.token).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(resp
+        .text()
+        .await
+        .unwrap()
+        .contains("authkey_receiver_database_size_bytes"));
+    let resp = with("akr_not-a-real-token").await.unwrap();
+    assert_eq!(
+        json_with_status(resp, 403).await["error"]["code"],
+        "metrics_not_allowed"
+    );
+    let out = crate::helpers::cli(&app.data_dir, &["token", "revoke", "prometheus"], &[]);
+    assert!(out.status.success());
+    let resp = with(&t.token).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
+}

@@ -542,3 +542,26 @@ async fn five_wrong_codes_in_a_row_lock_the_second_factor() {
     let resp = app.export(Some(&owner.token), None, "").await;
     assert_eq!(resp.status().as_u16(), 200);
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_audit_row_names_the_original_client() {
+    let app =
+        spawn_app_with(|s| s.server.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()]).await;
+    let t = app.create_token("auditor", "compliance", &[], &[]);
+    let resp = app
+        .http
+        .get(app.url("/v1/exports?client=default"))
+        .header("authorization", format!("Bearer {}", t.token))
+        .header("x-forwarded-for", "198.51.100.9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    resp.text().await.unwrap();
+    let export = app
+        .audit_rows()
+        .into_iter()
+        .find(|r| r.action == "export")
+        .expect("an export audit row");
+    assert_eq!(export.source.as_deref(), Some("198.51.100.9"));
+}
