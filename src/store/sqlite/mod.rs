@@ -24,6 +24,10 @@ pub(crate) use writer::WriterThread;
 /// `archive` cron job) before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Page cache of a writing connection, in KiB (SQLite's negative
+/// `cache_size`); the default 2 MiB is far smaller than the indexes.
+const WRITER_CACHE_KIB: i64 = -65_536;
+
 /// Reader connections kept open for reuse.
 const MAX_IDLE_READERS: usize = 4;
 
@@ -82,6 +86,9 @@ impl Opener {
                 Synchronous::Normal => "NORMAL",
             };
             conn.pragma_update(None, "synchronous", sync)?;
+            // Index pages stay in the connection's cache instead of being
+            // re-read through the OS on every insert.
+            conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)?;
         }
         Ok(conn)
     }
