@@ -416,3 +416,40 @@ async fn metrics_are_served_anywhere_with_a_valid_admin_token_and_refused_with_a
     let resp = with(&t.token).await.unwrap();
     assert_eq!(resp.status().as_u16(), 403);
 }
+
+#[tokio::test]
+async fn every_served_route_is_labelled_by_its_pattern_and_anything_else_as_unmatched() {
+    let app = spawn_app_with(|s| s.retention.interval = std::time::Duration::ZERO).await;
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/v1/exports",
+        "/v1/messages/default/m1",
+        "/v1/callbacks/default/sms?logid=r1&mobile=919876500001&status=sent",
+        "/v1/callbacks/default/sms/extra",
+        "/nowhere",
+    ] {
+        app.get(path).await;
+    }
+    let m = scrape(&app).await;
+    for (route, status) in [
+        ("/healthz", 200),
+        ("/readyz", 200),
+        ("/v1/exports", 401),
+        ("/v1/messages/{client}/{message_id}", 401),
+        ("/v1/callbacks/{client}/{channel}", 200),
+        ("unmatched", 404),
+    ] {
+        let count: f64 = m
+            .lines()
+            .filter(|l| {
+                l.starts_with("authkey_receiver_http_requests_total{")
+                    && l.contains(&format!("route=\"{route}\""))
+                    && l.contains(&format!("status=\"{status}\""))
+            })
+            .map(|l| l.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap())
+            .sum();
+        let expected = if route == "unmatched" { 2.0 } else { 1.0 };
+        assert_eq!(count, expected, "{route} {status} in\n{m}");
+    }
+}
