@@ -122,6 +122,9 @@ pub struct ExportArgs {
     /// Write here (created with mode 0600) instead of standard output.
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// After the database rows, the matching rows of the archive files.
+    #[arg(long)]
+    pub include_archive: bool,
 }
 
 /// `config` subcommands.

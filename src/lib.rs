@@ -28,7 +28,8 @@
 //! - [`commands`]: `token`, `export` and `audit` subcommands.
 //!
 //! An export: `http::admin` → `access::tokens` (token, role, scope, TOTP) →
-//! `store::Store::export_events` (rows read on a blocking thread, masked and
+//! `store::Store::export_events` (rows read on a blocking thread, then with
+//! `include_archive` the archive files' through `archive::reader`, masked and
 //! encoded through `export::View`, streamed over a bounded channel) → chunked
 //! response; the audit row is written when the stream ends.
 //!

@@ -44,8 +44,13 @@ pub fn export(args: ExportArgs, settings: &Settings) -> ExitCode {
             client_id: (filter.clients.as_ref().map(Vec::len) == Some(1))
                 .then(|| args.clients[0].clone()),
             filters: Some(
-                json!({ "filter": filter, "format": args.format.extension(), "unmasked": false })
-                    .to_string(),
+                json!({
+                    "filter": filter,
+                    "format": args.format.extension(),
+                    "unmasked": false,
+                    "include_archive": args.include_archive,
+                })
+                .to_string(),
             ),
             source_ip: Some("local".into()),
             outcome: "ok".into(),
@@ -58,7 +63,8 @@ pub fn export(args: ExportArgs, settings: &Settings) -> ExitCode {
             counter.fetch_add(1, Ordering::Relaxed);
             encode(row, out);
         });
-        let mut rx = store.export_events(filter, head, counted, audit);
+        let archive = args.include_archive.then(|| settings.archive.dir.clone());
+        let mut rx = store.export_events(filter, archive, head, counted, audit);
         while let Some(chunk) = rx.recv().await {
             out.write_all(&chunk?)
                 .map_err(|e| Failure::runtime(format!("cannot write the export: {e}")))?;

@@ -121,12 +121,16 @@ impl Ask {
     }
 
     fn unmasked(&self) -> Result<bool, AdminError> {
-        match self.get("unmasked").as_deref() {
+        self.flag("unmasked")
+    }
+
+    fn flag(&self, key: &str) -> Result<bool, AdminError> {
+        match self.get(key).as_deref() {
             None | Some("false") | Some("0") => Ok(false),
             Some("true") | Some("1") => Ok(true),
             Some(_) => Err(AdminError::bad_request(
                 "invalid_parameter",
-                "`unmasked` must be true or false",
+                format!("`{key}` must be true or false"),
             )),
         }
     }
@@ -247,6 +251,7 @@ async fn start_export(
             "format",
             "unmasked",
             "reason",
+            "include_archive",
         ],
     )?;
     if who.role == Role::Support {
@@ -280,6 +285,7 @@ async fn start_export(
         .map_or(Ok(Format::Csv), |f| Format::parse(&f))
         .map_err(|m| AdminError::bad_request("invalid_parameter", m))?;
     let unmasked = ask.unmasked()?;
+    let include_archive = ask.flag("include_archive")?;
     if let Some(c) = &client {
         if state.settings.client(c).is_none() {
             return Err(AdminError::new(
@@ -299,7 +305,13 @@ async fn start_export(
         allow_unmasked(req, state, &who, ask.get("reason"), audit).await?;
     }
     audit.filters = Some(
-        json!({ "filter": filter, "format": format.extension(), "unmasked": unmasked }).to_string(),
+        json!({
+            "filter": filter,
+            "format": format.extension(),
+            "unmasked": unmasked,
+            "include_archive": include_archive,
+        })
+        .to_string(),
     );
     let file = format!(
         "authkey-export-{}-{}.{}",
@@ -308,9 +320,10 @@ async fn start_export(
         format.extension()
     );
     let (head, encode) = privacy.view(unmasked).encoder(format);
+    let archive = include_archive.then(|| state.settings.archive.dir.clone());
     let rx = state
         .store
-        .export_events(filter, head, encode, audit.clone());
+        .export_events(filter, archive, head, encode, audit.clone());
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
         let item = rx.recv().await?;
         Some((item.map_err(AdminError::from), rx))

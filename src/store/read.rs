@@ -2,6 +2,8 @@
 //! streamed event export. Rows leave the store unmasked; masking is the
 //! caller's (see `crate::export`).
 
+use std::path::PathBuf;
+
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
@@ -117,20 +119,23 @@ impl Store {
     /// Streams the events matching `filter` (per client, in received order)
     /// through `encode` into chunks of about [`EXPORT_CHUNK_BYTES`], read on
     /// a blocking thread and handed over a bounded channel, so memory stays
-    /// flat whatever the row count. When the stream ends — complete, or
-    /// because the receiver was dropped — `audit` is written with the number
-    /// of rows encoded (outcome `aborted` when cut short), before the
-    /// channel closes.
+    /// flat whatever the row count. With `archive_dir`, the matching rows of
+    /// the archive files follow the database rows, less those still in the
+    /// database snapshot the export read (an archive run in progress; see
+    /// docs/archive.md). When the stream ends — complete, or because the
+    /// receiver was dropped — `audit` is written with the number of rows
+    /// encoded (outcome `aborted` when cut short), before the channel closes.
     pub fn export_events(
         &self,
         filter: EventFilter,
+        archive_dir: Option<PathBuf>,
         header: Vec<u8>,
         encode: RowEncoder,
         audit: AuditEntry,
     ) -> mpsc::Receiver<Result<Bytes, StoreError>> {
         let (tx, rx) = mpsc::channel(EXPORT_CHANNEL_CHUNKS);
         match &self.backend {
-            Backend::Sqlite(s) => s.export_events(filter, header, encode, audit, tx),
+            Backend::Sqlite(s) => s.export_events(filter, archive_dir, header, encode, audit, tx),
         }
         rx
     }

@@ -3,6 +3,7 @@
 mod access;
 mod archive;
 mod archive_crash;
+mod archive_export;
 mod archive_support;
 mod backup;
 mod callbacks;

@@ -1,5 +1,6 @@
 //! SQL for message lookups and the streamed export.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -7,12 +8,19 @@ use rusqlite::{params, Connection, Row};
 use tokio::sync::mpsc;
 
 use super::{admin::insert_audit, ReadPool, SqliteStore};
+use crate::archive::reader::{event_row, read_rows};
+use crate::store::archive::Kind;
 use crate::store::read::{RowEncoder, EXPORT_CHUNK_BYTES};
 use crate::store::{AuditEntry, EventFilter, EventRow, MessageRow, StoreError};
 
 const EVENT_COLUMNS: &str = "id, client_id, channel, direction, provider_message_id, phone, \
      email, status, provider_status, error_code, event_at, received_at, source_ip, text, media, \
      reply_to, payload FROM events";
+
+/// An archived row still in the database: an archive run has written its
+/// file but not yet deleted it. Id and receipt time together, because ids
+/// are reused once the highest rows are deleted.
+const LIVE_QUERY: &str = "SELECT 1 FROM events WHERE id = ?1 AND received_at = ?2";
 
 /// One client's events in the index's order, so rows stream without a sort.
 const EXPORT_QUERY: &str = "WHERE client_id = ?1 AND received_at >= ?2 AND received_at < ?3 \
@@ -93,6 +101,7 @@ impl SqliteStore {
     pub(crate) fn export_events(
         &self,
         filter: EventFilter,
+        archive_dir: Option<PathBuf>,
         header: Vec<u8>,
         encode: RowEncoder,
         mut audit: AuditEntry,
@@ -100,13 +109,19 @@ impl SqliteStore {
     ) {
         let pool = Arc::clone(&self.readers);
         tokio::task::spawn_blocking(move || {
-            let mut rows = 0i64;
-            let ended = stream(&pool, &filter, header, encode, &tx, &mut rows);
-            audit.rows = Some(rows);
+            let mut out = Out {
+                buf: header,
+                encode,
+                tx: &tx,
+                rows: 0,
+            };
+            let ended = stream(&pool, &filter, archive_dir.as_deref(), &mut out);
+            audit.rows = Some(out.rows);
             audit.outcome = match &ended {
                 Ok(Ended::Complete) => "ok",
                 Ok(Ended::Aborted) => "aborted",
-                Err(_) => "storage_unavailable",
+                Err(Failed::Db(_)) => "storage_unavailable",
+                Err(Failed::Archive(_)) => "archive_unreadable",
             }
             .to_string();
             let audited = pool
@@ -114,36 +129,86 @@ impl SqliteStore {
                 .open(false)
                 .and_then(|conn| insert_audit(&conn, &audit));
             let failure = match (ended, audited) {
-                (Err(e), _) | (Ok(_), Err(e)) => Some(e),
+                (Err(e), _) => Some(e.to_string()),
+                (Ok(_), Err(e)) => Some(e.to_string()),
                 (Ok(_), Ok(())) => None,
             };
             if let Some(e) = failure {
                 tracing::error!(error = %e, "export failed");
-                let _ = tx.blocking_send(Err(StoreError::Unavailable(e.to_string())));
+                let _ = tx.blocking_send(Err(StoreError::Unavailable(e)));
             }
         });
     }
 }
 
-/// Reads, encodes and sends every matching row; counts rows in `rows`.
+/// Why an export stopped before its end.
+enum Failed {
+    /// The database failed.
+    Db(rusqlite::Error),
+    /// An archive file could not be read or holds a row that is not an event.
+    Archive(String),
+}
+
+impl From<rusqlite::Error> for Failed {
+    fn from(e: rusqlite::Error) -> Self {
+        Failed::Db(e)
+    }
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failed::Db(e) => write!(f, "{e}"),
+            Failed::Archive(e) => write!(f, "archive: {e}"),
+        }
+    }
+}
+
+/// Where encoded rows go: a buffer handed over in chunks, and the count.
+struct Out<'a> {
+    buf: Vec<u8>,
+    encode: RowEncoder,
+    tx: &'a mpsc::Sender<Result<Bytes, StoreError>>,
+    rows: i64,
+}
+
+impl Out<'_> {
+    /// Encodes one row; false when the consumer went away.
+    fn push(&mut self, row: &EventRow) -> bool {
+        (self.encode)(row, &mut self.buf);
+        self.rows += 1;
+        if self.buf.len() < EXPORT_CHUNK_BYTES {
+            return true;
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(EXPORT_CHUNK_BYTES + 4096));
+        self.tx.blocking_send(Ok(Bytes::from(chunk))).is_ok()
+    }
+
+    /// Hands over what is left; false when the consumer went away.
+    fn finish(&mut self) -> bool {
+        let rest = std::mem::take(&mut self.buf);
+        rest.is_empty() || self.tx.blocking_send(Ok(Bytes::from(rest))).is_ok()
+    }
+}
+
+/// Reads, encodes and sends every matching row: the database's, then (with
+/// `archive_dir`) the archive files'.
 fn stream(
     pool: &ReadPool,
     filter: &EventFilter,
-    header: Vec<u8>,
-    mut encode: RowEncoder,
-    tx: &mpsc::Sender<Result<Bytes, StoreError>>,
-    rows: &mut i64,
-) -> rusqlite::Result<Ended> {
+    archive_dir: Option<&Path>,
+    out: &mut Out<'_>,
+) -> Result<Ended, Failed> {
     let conn = pool.opener.open(true)?;
-    // One read transaction: every client's rows come from one snapshot.
+    // One read transaction: every client's rows come from one snapshot, and
+    // the archive rows are checked against that same snapshot.
     conn.execute_batch("BEGIN")?;
     let clients = match &filter.clients {
         Some(c) => c.clone(),
         None => all_clients(&conn)?,
     };
-    let mut buf = header;
     let mut stmt = conn.prepare(&format!("SELECT {EVENT_COLUMNS} {EXPORT_QUERY}"))?;
-    for client in clients {
+    for client in &clients {
         let mut cursor = stmt.query(params![
             client,
             filter.from.unwrap_or(i64::MIN),
@@ -153,27 +218,52 @@ fn stream(
             filter.status
         ])?;
         while let Some(row) = cursor.next()? {
-            encode(&event_from_row(row)?, &mut buf);
-            *rows += 1;
-            if buf.len() >= EXPORT_CHUNK_BYTES {
-                let chunk = Bytes::from(std::mem::replace(
-                    &mut buf,
-                    Vec::with_capacity(EXPORT_CHUNK_BYTES + 4096),
-                ));
-                if tx.blocking_send(Ok(chunk)).is_err() {
+            if !out.push(&event_from_row(row)?) {
+                return Ok(Ended::Aborted);
+            }
+        }
+    }
+    if let Some(dir) = archive_dir {
+        let mut live = conn.prepare(LIVE_QUERY)?;
+        for client in &clients {
+            let rows = read_rows(dir, client, Kind::Events, filter.from, filter.to)
+                .map_err(|e| Failed::Archive(e.to_string()))?;
+            for row in rows {
+                let row = row.map_err(|e| Failed::Archive(e.to_string()))?;
+                let row = event_row(&row).map_err(|e| {
+                    Failed::Archive(format!("an events row of client `{client}`: {e}"))
+                })?;
+                if !matches(filter, &row) || live.exists(params![row.id, row.received_at])? {
+                    continue;
+                }
+                if !out.push(&row) {
                     return Ok(Ended::Aborted);
                 }
             }
         }
     }
-    if !buf.is_empty() && tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-        return Ok(Ended::Aborted);
-    }
-    Ok(Ended::Complete)
+    Ok(if out.finish() {
+        Ended::Complete
+    } else {
+        Ended::Aborted
+    })
 }
 
+/// Whether an archived row passes the filters the SQL applies to live rows
+/// (client and time are applied by the archive reader).
+fn matches(filter: &EventFilter, row: &EventRow) -> bool {
+    let is = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
+    is(&filter.channel, &row.channel)
+        && is(&filter.direction, &row.direction)
+        && is(&filter.status, &row.status)
+}
+
+/// Clients with live events or archived files, so an export of every client
+/// also finds clients whose rows are all archived.
 fn all_clients(conn: &Connection) -> rusqlite::Result<Vec<String>> {
-    let mut stmt = conn.prepare("SELECT DISTINCT client_id FROM events ORDER BY client_id")?;
+    let mut stmt = conn.prepare(
+        "SELECT client_id FROM events UNION SELECT client_id FROM archive_files ORDER BY 1",
+    )?;
     let rows = stmt.query_map([], |r| r.get(0))?;
     rows.collect()
 }
