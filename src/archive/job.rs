@@ -12,7 +12,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
@@ -26,6 +26,10 @@ use crate::config::{ClientSettings, Settings};
 use crate::retention::{client_cutoff_ms, cutoff_ms, AUDIT_LOG_MONTHS};
 use crate::store::archive::{ArchiveDb, Covered, FileRecord, Group, Kind, StreamError};
 use crate::store::StoreError;
+
+/// Pause after each delete batch, so the server's writer gets the write
+/// lock between two batches.
+const BATCH_PAUSE: Duration = Duration::from_millis(3);
 
 pub(super) const DAY_MS: i64 = 86_400_000;
 
@@ -234,6 +238,9 @@ impl Job<'_> {
             }
             self.summary.rows += n;
             failpoint::hit("after_delete_batch");
+            // Let a waiting writer (the server's, polling each millisecond)
+            // take the lock before the next batch does.
+            std::thread::sleep(BATCH_PAUSE);
         }
     }
 

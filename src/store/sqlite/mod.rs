@@ -3,6 +3,7 @@
 
 mod admin;
 pub(crate) mod archive;
+mod checkpoint;
 mod migrate;
 mod read;
 mod writer;
@@ -23,6 +24,21 @@ pub(crate) use writer::WriterThread;
 /// How long a connection waits for another process's write lock (the
 /// `archive` cron job) before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Retry interval of a connection waiting for the write lock.
+const BUSY_POLL: Duration = Duration::from_millis(1);
+
+/// Waits for the write lock by polling every millisecond, up to
+/// [`BUSY_TIMEOUT`]. SQLite's own busy timeout backs off to 100 ms sleeps, so
+/// a writer waiting behind the archive job's delete batches kept missing the
+/// short gaps between them and callbacks waited seconds (docs/benchmarks.md).
+fn busy_poll(attempt: i32) -> bool {
+    if Duration::from_millis(u64::try_from(attempt).unwrap_or(0)) >= BUSY_TIMEOUT {
+        return false;
+    }
+    std::thread::sleep(BUSY_POLL);
+    true
+}
 
 /// Page cache of a writing connection, in KiB (SQLite's negative
 /// `cache_size`); the default 2 MiB is far smaller than the indexes.
@@ -78,7 +94,7 @@ impl Opener {
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX
         };
         let conn = Connection::open_with_flags(&self.path, flags)?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.busy_handler(Some(busy_poll))?;
         if !read_only {
             conn.pragma_update(None, "journal_mode", "WAL")?;
             let sync = match self.synchronous {

@@ -7,6 +7,7 @@ use std::thread::JoinHandle;
 use rusqlite::{params, Connection, TransactionBehavior};
 use tokio::sync::mpsc;
 
+use super::checkpoint::Checkpointer;
 use super::{Job, Opener};
 use crate::metrics::WriterStats;
 use crate::store::{IngestOutcome, StoreError};
@@ -45,6 +46,7 @@ const PROBE: &str = "INSERT INTO meta (key, value) VALUES ('ready_probe_at', ?1)
 pub(crate) struct WriterThread {
     handle: JoinHandle<()>,
     jobs: mpsc::Sender<Job>,
+    checkpointer: Checkpointer,
 }
 
 impl WriterThread {
@@ -56,6 +58,8 @@ impl WriterThread {
         max_events: usize,
         stats: WriterStats,
     ) -> std::io::Result<Self> {
+        no_autocheckpoint(&conn).map_err(std::io::Error::other)?;
+        let checkpointer = Checkpointer::spawn(opener.clone())?;
         let handle = std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || {
@@ -67,7 +71,11 @@ impl WriterThread {
                 }
                 .run(rx)
             })?;
-        Ok(WriterThread { handle, jobs })
+        Ok(WriterThread {
+            handle,
+            jobs,
+            checkpointer,
+        })
     }
 
     /// Queues a stop behind every job already queued, then waits for the
@@ -75,12 +83,22 @@ impl WriterThread {
     pub(crate) async fn shutdown(self) {
         // If the queue is closed the thread is already gone.
         let _ = self.jobs.send(Job::Shutdown).await;
-        let handle = self.handle;
-        let joined = tokio::task::spawn_blocking(move || handle.join()).await;
+        let (handle, checkpointer) = (self.handle, self.checkpointer);
+        let joined = tokio::task::spawn_blocking(move || {
+            let joined = handle.join();
+            checkpointer.stop();
+            joined
+        })
+        .await;
         if !matches!(joined, Ok(Ok(()))) {
             tracing::error!("the sqlite writer thread panicked");
         }
     }
+}
+
+/// The checkpoint thread does checkpoints; commits of the writer never do.
+fn no_autocheckpoint(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "wal_autocheckpoint", 0)
 }
 
 struct Writer {
@@ -164,7 +182,9 @@ impl Writer {
 
     fn connection(&mut self) -> rusqlite::Result<&mut Connection> {
         if self.conn.is_none() {
-            self.conn = Some(self.opener.open(false)?);
+            let conn = self.opener.open(false)?;
+            no_autocheckpoint(&conn)?;
+            self.conn = Some(conn);
         }
         Ok(self.conn.as_mut().expect("connection was just opened"))
     }
