@@ -134,6 +134,19 @@ impl Bench {
         self.bins.join("authkey-receiver")
     }
 
+    /// `nice` arguments for an `archive` run at the priority the shipped
+    /// systemd unit (`Nice=10`) and crontab give it.
+    fn archive_args(&self, config: String) -> Vec<String> {
+        vec![
+            "-n".into(),
+            "10".into(),
+            self.receiver_bin().display().to_string(),
+            "--config".into(),
+            config,
+            "archive".into(),
+        ]
+    }
+
     async fn baseline(&mut self) -> Result<LoadResult> {
         let addr = procs::free_addr()?;
         let mut child = Command::new(self.bins.join("bench-baseline"))
@@ -284,10 +297,7 @@ impl Bench {
                 export_file,
             ],
         )?;
-        let archive = procs::measure(
-            &self.receiver_bin(),
-            &["--config".into(), config, "archive".into()],
-        )?;
+        let archive = procs::measure(Path::new("nice"), &self.archive_args(config))?;
         println!(
             "\n## Archive and masked export ({} events, each with its message row)\n",
             self.rows
@@ -326,10 +336,9 @@ impl Bench {
                 self.failures
                     .push(format!("{left} expired rows left after archive"));
             }
-            println!(
-                "\narchive summary: {}",
-                archive.stdout.trim().replace('\n', "; ")
-            );
+            let out = archive.stdout.trim();
+            let summary = out.rfind("archive: ").map_or(out, |at| &out[at..]);
+            println!("\narchive summary: {summary}");
         }
         std::fs::remove_dir_all(&dir)?;
         Ok(())
@@ -348,12 +357,9 @@ impl Bench {
         cfg.stop = Some(Arc::clone(&stop));
         let load = tokio::spawn(load::run(cfg));
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let bin = self.receiver_bin();
-        let config_arg = config.display().to_string();
-        let archive = tokio::task::spawn_blocking(move || {
-            procs::measure(&bin, &["--config".into(), config_arg, "archive".into()])
-        })
-        .await??;
+        let args = self.archive_args(config.display().to_string());
+        let archive =
+            tokio::task::spawn_blocking(move || procs::measure(Path::new("nice"), &args)).await??;
         tokio::time::sleep(Duration::from_millis(500)).await;
         stop.store(true, Ordering::Relaxed);
         let during = load.await?;

@@ -29,7 +29,7 @@ use crate::store::StoreError;
 
 /// Pause after each delete batch, so the server's writer gets the write
 /// lock between two batches.
-const BATCH_PAUSE: Duration = Duration::from_millis(3);
+const BATCH_PAUSE: Duration = Duration::from_millis(2);
 
 pub(super) const DAY_MS: i64 = 86_400_000;
 

@@ -13,8 +13,14 @@ use crate::store::StoreError;
 
 const DAY_MS: i64 = 86_400_000;
 
-/// Pages handed back to the file system per `incremental_vacuum` step.
-const VACUUM_STEP_PAGES: u32 = 2_000;
+/// Pages handed back per `incremental_vacuum` step: each step is one write
+/// transaction, so small steps keep callbacks flowing while space is
+/// reclaimed after a large run.
+const VACUUM_STEP_PAGES: u32 = 256;
+
+/// Pause between vacuum steps, so the server's writer (polling each
+/// millisecond for the lock) gets it in between.
+const VACUUM_PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// A connection for the archive job (read-write) or for dry runs and
 /// `verify-archive` (read-only).
@@ -386,6 +392,9 @@ impl ArchiveDb {
                 .map_err(db_err)?;
             let mut rows = stmt.query([]).map_err(db_err)?;
             while rows.next().map_err(db_err)?.is_some() {}
+            drop(rows);
+            drop(stmt);
+            std::thread::sleep(VACUUM_PAUSE);
             let after: u64 = self
                 .conn
                 .pragma_query_value(None, "freelist_count", |r| r.get(0))
