@@ -209,12 +209,7 @@ mod tests {
     use super::*;
     use crate::domain::Status;
 
-    fn opts() -> IngestOptions {
-        IngestOptions {
-            provider_timezone: chrono_tz::Asia::Kolkata,
-            default_country_code: "91".into(),
-        }
-    }
+    use crate::ingest::test_options as opts;
 
     #[test]
     fn variant_keys_match_regardless_of_case_and_spaces() {

@@ -320,12 +320,7 @@ fn location_reference(body: &Value) -> String {
 mod tests {
     use super::*;
 
-    fn opts() -> IngestOptions {
-        IngestOptions {
-            provider_timezone: chrono_tz::Asia::Kolkata,
-            default_country_code: "91".into(),
-        }
-    }
+    use crate::ingest::test_options as opts;
 
     fn parse(value: Value) -> Parsed {
         let root = json!({"object": "whatsapp_business_account",

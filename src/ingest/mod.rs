@@ -347,16 +347,20 @@ pub fn nesting_exceeds(json: &str, limit: usize) -> bool {
 #[cfg(test)]
 mod proptests;
 
+/// Parser options of the unit tests: India's zone and country code.
+#[cfg(test)]
+pub(crate) fn test_options() -> IngestOptions {
+    IngestOptions {
+        provider_timezone: chrono_tz::Asia::Kolkata,
+        default_country_code: "91".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn opts() -> IngestOptions {
-        IngestOptions {
-            provider_timezone: chrono_tz::Asia::Kolkata,
-            default_country_code: "91".into(),
-        }
-    }
+    use super::test_options as opts;
 
     fn cb<'a>(ct: Option<&'a str>, body: &'a str) -> RawCallback<'a> {
         RawCallback {

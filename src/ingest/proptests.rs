@@ -7,12 +7,7 @@ use serde_json::{json, Value};
 
 use super::*;
 
-fn opts() -> IngestOptions {
-    IngestOptions {
-        provider_timezone: chrono_tz::Asia::Kolkata,
-        default_country_code: "91".into(),
-    }
-}
+use super::test_options as opts;
 
 fn json_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![

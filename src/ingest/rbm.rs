@@ -194,12 +194,7 @@ fn decode_base64(s: &str) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
 
-    fn opts() -> IngestOptions {
-        IngestOptions {
-            provider_timezone: chrono_tz::Asia::Kolkata,
-            default_country_code: "91".into(),
-        }
-    }
+    use crate::ingest::test_options as opts;
 
     fn push(data: &str) -> Parsed {
         let encoded = base64::engine::general_purpose::STANDARD.encode(data);

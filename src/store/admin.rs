@@ -41,7 +41,7 @@ pub struct NewToken {
     pub created_at: i64,
 }
 
-/// One audit-log row to write.
+/// One audit-log row, as written and as read back.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditEntry {
     /// When, UTC Unix ms.
@@ -63,33 +63,6 @@ pub struct AuditEntry {
     /// Address of the requester, or `local`.
     pub source_ip: Option<String>,
     /// `ok`, `aborted`, or the error code of a refusal.
-    pub outcome: String,
-}
-
-/// One audit-log row as read back.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct AuditRecord {
-    /// Row id.
-    pub id: i64,
-    /// When, UTC Unix ms.
-    pub at: i64,
-    /// Who.
-    pub actor: String,
-    /// Role.
-    pub role: Option<String>,
-    /// What.
-    pub action: String,
-    /// Client.
-    pub client_id: Option<String>,
-    /// Filters (JSON).
-    pub filters: Option<String>,
-    /// Rows.
-    pub rows: Option<i64>,
-    /// Reason.
-    pub reason: Option<String>,
-    /// Source address.
-    pub source_ip: Option<String>,
-    /// Outcome.
     pub outcome: String,
 }
 
@@ -164,7 +137,7 @@ impl Store {
     }
 
     /// Audit rows at or after `since` (UTC Unix ms), oldest first.
-    pub async fn audit_since(&self, since: i64) -> Result<Vec<AuditRecord>, StoreError> {
+    pub async fn audit_since(&self, since: i64) -> Result<Vec<AuditEntry>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.audit_since(since).await,
         }

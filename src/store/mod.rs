@@ -7,7 +7,7 @@ pub mod archive;
 mod read;
 mod sqlite;
 
-pub use admin::{AuditEntry, AuditRecord, NewToken, TokenRecord};
+pub use admin::{AuditEntry, NewToken, TokenRecord};
 pub use read::{EventFilter, EventRow, MessageRow, RowEncoder};
 
 use tokio::sync::oneshot;

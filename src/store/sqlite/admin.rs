@@ -6,7 +6,7 @@
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 use super::SqliteStore;
-use crate::store::{AuditEntry, AuditRecord, NewToken, StoreError, TokenRecord};
+use crate::store::{AuditEntry, NewToken, StoreError, TokenRecord};
 
 const TOKEN_COLUMNS: &str =
     "id, name, role, clients, totp_secret, created_at, revoked_at, totp_locked_until FROM api_tokens";
@@ -181,26 +181,25 @@ impl SqliteStore {
         self.write(move |conn| insert_audit(conn, &entry)).await
     }
 
-    pub(crate) async fn audit_since(&self, since: i64) -> Result<Vec<AuditRecord>, StoreError> {
+    pub(crate) async fn audit_since(&self, since: i64) -> Result<Vec<AuditEntry>, StoreError> {
         self.readers
             .read(move |conn| {
                 let mut stmt = conn.prepare(
-                    "SELECT id, at, actor, role, action, client_id, filters, rows, reason, \
+                    "SELECT at, actor, role, action, client_id, filters, rows, reason, \
                      source_ip, outcome FROM audit_log WHERE at >= ?1 ORDER BY at, id",
                 )?;
                 let rows = stmt.query_map([since], |r| {
-                    Ok(AuditRecord {
-                        id: r.get(0)?,
-                        at: r.get(1)?,
-                        actor: r.get(2)?,
-                        role: r.get(3)?,
-                        action: r.get(4)?,
-                        client_id: r.get(5)?,
-                        filters: r.get(6)?,
-                        rows: r.get(7)?,
-                        reason: r.get(8)?,
-                        source_ip: r.get(9)?,
-                        outcome: r.get(10)?,
+                    Ok(AuditEntry {
+                        at: r.get(0)?,
+                        actor: r.get(1)?,
+                        role: r.get(2)?,
+                        action: r.get(3)?,
+                        client_id: r.get(4)?,
+                        filters: r.get(5)?,
+                        rows: r.get(6)?,
+                        reason: r.get(7)?,
+                        source_ip: r.get(8)?,
+                        outcome: r.get(9)?,
                     })
                 })?;
                 rows.collect()
