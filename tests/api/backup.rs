@@ -4,13 +4,11 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::Connection;
 
-use crate::helpers::{spawn_app, tool_available};
+use crate::helpers::{spawn_app, stored_ids, tool_available, Load};
 
 fn check_restored(backup: &Path, acked_before: &HashSet<String>) {
     let conn = Connection::open(backup).unwrap();
@@ -18,13 +16,7 @@ fn check_restored(backup: &Path, acked_before: &HashSet<String>) {
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();
     assert_eq!(integrity, "ok");
-    let stored: HashSet<String> = conn
-        .prepare("SELECT provider_message_id FROM events")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let stored = stored_ids(backup);
     let missing: Vec<_> = acked_before.difference(&stored).collect();
     assert!(
         missing.is_empty(),
@@ -51,37 +43,13 @@ fn check_restored(backup: &Path, acked_before: &HashSet<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_backup_taken_while_callbacks_flow_restores_consistent() {
     let app = spawn_app().await;
-    let acked = Arc::new(Mutex::new(HashSet::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut senders = Vec::new();
-    for worker in 0..8 {
-        let (http, url) = (app.http.clone(), app.url("/v1/callbacks/default/sms"));
-        let (acked, stop) = (Arc::clone(&acked), Arc::clone(&stop));
-        senders.push(tokio::spawn(async move {
-            let mut i = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let id = format!("b{worker}-{i}");
-                i += 1;
-                let resp = http
-                    .post(&url)
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .body(format!("logid={id}&mobile=919876500001&status=DELIVRD"))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(resp.status().as_u16(), 200);
-                acked.lock().unwrap().insert(id);
-            }
-        }));
-    }
-    while acked.lock().unwrap().len() < 300 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let load = Load::start(app.addr, 8, "b");
+    load.until_acked(300).await;
 
     let db = app.data_dir.join("receiver.db");
     let out = tempfile::tempdir().unwrap();
     // VACUUM INTO from a separate connection, as `sqlite3 receiver.db "VACUUM INTO ..."` does.
-    let acked_before = acked.lock().unwrap().clone();
+    let acked_before = load.acked();
     let vacuumed = out.path().join("vacuum.db");
     let (db2, target) = (db.clone(), vacuumed.clone());
     tokio::task::spawn_blocking(move || {
@@ -92,12 +60,12 @@ async fn a_backup_taken_while_callbacks_flow_restores_consistent() {
     })
     .await
     .unwrap();
-    let acked_after_vacuum = acked.lock().unwrap().len();
+    let acked_after_vacuum = load.acked().len();
     check_restored(&vacuumed, &acked_before);
 
     // The sqlite3 shell's online backup, where the shell is installed.
     let shell_backup = out.path().join("shell.db");
-    let acked_before_shell = acked.lock().unwrap().clone();
+    let acked_before_shell = load.acked();
     let shell = if tool_available("sqlite3", "--version") {
         let (db, target) = (db.clone(), shell_backup.clone());
         let run = move || {
@@ -112,12 +80,12 @@ async fn a_backup_taken_while_callbacks_flow_restores_consistent() {
     } else {
         None
     };
-    stop.store(true, Ordering::Relaxed);
-    for s in senders {
-        s.await.unwrap();
-    }
     assert!(
-        acked.lock().unwrap().len() > acked_after_vacuum,
+        !load.failed(),
+        "every callback was answered 200 during the backups"
+    );
+    assert!(
+        load.finish().await.len() > acked_after_vacuum,
         "callbacks kept flowing during the backups"
     );
     if let Some(output) = shell {

@@ -354,3 +354,102 @@ pub fn tool_available(program: &str, version_arg: &str) -> bool {
     }
     runs
 }
+
+/// Durability-test traffic: `workers` tasks post unique SMS callbacks to
+/// `addr` until one is not answered 200 or the load is stopped, recording
+/// every id answered 200.
+pub struct Load {
+    acked: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    pub fn start(addr: SocketAddr, workers: usize, prefix: &str) -> Load {
+        use std::sync::atomic::Ordering;
+        let load = Load {
+            acked: Default::default(),
+            stop: Default::default(),
+            failed: Default::default(),
+            tasks: Vec::new(),
+        };
+        let http = reqwest::Client::new();
+        let tasks = (0..workers)
+            .map(|worker| {
+                let (http, prefix) = (http.clone(), prefix.to_string());
+                let (acked, stop, failed) = (
+                    std::sync::Arc::clone(&load.acked),
+                    std::sync::Arc::clone(&load.stop),
+                    std::sync::Arc::clone(&load.failed),
+                );
+                tokio::spawn(async move {
+                    let mut i = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let id = format!("{prefix}{worker}-{i}");
+                        i += 1;
+                        let sent = http
+                            .post(format!("http://{addr}/v1/callbacks/default/sms"))
+                            .header("content-type", "application/x-www-form-urlencoded")
+                            .body(format!(
+                                "logid={id}&mobile=919876500001&status=DELIVRD&time=2026-05-28+10:00:00"
+                            ))
+                            .timeout(std::time::Duration::from_secs(10))
+                            .send()
+                            .await;
+                        match sent {
+                            Ok(r) if r.status().as_u16() == 200 => {
+                                acked.lock().unwrap().insert(id);
+                            }
+                            _ => {
+                                failed.store(true, Ordering::Relaxed);
+                                break;
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load { tasks, ..load }
+    }
+
+    /// Waits until at least `n` callbacks were acknowledged.
+    pub async fn until_acked(&self, n: usize) {
+        while self.acked().len() < n {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The ids acknowledged so far.
+    pub fn acked(&self) -> std::collections::HashSet<String> {
+        self.acked.lock().unwrap().clone()
+    }
+
+    /// Whether a sender got anything but a 200 (and so stopped).
+    pub fn failed(&self) -> bool {
+        self.failed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stops the senders and returns every acknowledged id.
+    pub async fn finish(self) -> std::collections::HashSet<String> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for task in self.tasks {
+            task.await.unwrap();
+        }
+        let acked = self.acked.lock().unwrap().clone();
+        acked
+    }
+}
+
+/// The provider message ids of every stored event in a database file.
+pub fn stored_ids(db: &Path) -> std::collections::HashSet<String> {
+    let conn = Connection::open(db).unwrap();
+    let ids = conn
+        .prepare("SELECT provider_message_id FROM events")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    ids
+}

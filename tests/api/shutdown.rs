@@ -2,12 +2,10 @@
 //! lets in-flight requests finish, flushes the writer and exits 0 within
 //! `server.shutdown_timeout`; every callback answered 200 is on disk.
 
-use std::collections::HashSet;
 use std::process::{Child, ExitStatus};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::helpers::spawn_binary;
+use crate::helpers::{spawn_binary, stored_ids, Load};
 
 const SHUTDOWN_TIMEOUT: &str = "5s";
 
@@ -34,18 +32,6 @@ fn wait_within(child: &mut Child, limit: Duration) -> ExitStatus {
     }
 }
 
-fn stored_ids(dir: &std::path::Path) -> HashSet<String> {
-    let conn = rusqlite::Connection::open(dir.join("receiver.db")).unwrap();
-    let ids = conn
-        .prepare("SELECT provider_message_id FROM events")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    ids
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_under_load_exits_0_and_every_200_has_its_row() {
     let tmp = tempfile::tempdir().unwrap();
@@ -56,34 +42,8 @@ async fn sigterm_under_load_exits_0_and_every_200_has_its_row() {
             SHUTDOWN_TIMEOUT,
         )],
     );
-    let acked = Arc::new(Mutex::new(HashSet::new()));
-    let http = reqwest::Client::new();
-    let mut senders = Vec::new();
-    for worker in 0..16 {
-        let http = http.clone();
-        let acked = Arc::clone(&acked);
-        senders.push(tokio::spawn(async move {
-            for i in 0..100_000 {
-                let id = format!("t{worker}-{i}");
-                let sent = http
-                    .post(format!("http://{addr}/v1/callbacks/default/sms"))
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .body(format!("logid={id}&mobile=919876500001&status=DELIVRD"))
-                    .timeout(Duration::from_secs(10))
-                    .send()
-                    .await;
-                match sent {
-                    Ok(r) if r.status().as_u16() == 200 => {
-                        acked.lock().unwrap().insert(id);
-                    }
-                    _ => break,
-                }
-            }
-        }));
-    }
-    while acked.lock().unwrap().len() < 500 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let load = Load::start(addr, 16, "t");
+    load.until_acked(500).await;
     signal(&child, "TERM");
     let status = tokio::task::spawn_blocking(move || {
         // The deadline plus the writer flush and process exit.
@@ -91,13 +51,10 @@ async fn sigterm_under_load_exits_0_and_every_200_has_its_row() {
     })
     .await
     .unwrap();
-    for s in senders {
-        s.await.unwrap();
-    }
+    let acked = load.finish().await;
     assert_eq!(status.code(), Some(0), "{status}");
 
-    let acked = acked.lock().unwrap().clone();
-    let stored = stored_ids(tmp.path());
+    let stored = stored_ids(&tmp.path().join("receiver.db"));
     let lost: Vec<_> = acked.difference(&stored).collect();
     assert!(
         lost.is_empty(),
@@ -107,7 +64,7 @@ async fn sigterm_under_load_exits_0_and_every_200_has_its_row() {
     );
     assert!(acked.len() >= 500);
     // Stopped accepting: nothing listens on the address any more.
-    assert!(http
+    assert!(reqwest::Client::new()
         .get(format!("http://{addr}/healthz"))
         .send()
         .await
@@ -152,7 +109,7 @@ async fn in_flight_request_survives(sig: &str) {
             .await
             .unwrap();
     assert_eq!(status.code(), Some(0), "{status}");
-    assert!(stored_ids(tmp.path()).contains("inflight-1"));
+    assert!(stored_ids(&tmp.path().join("receiver.db")).contains("inflight-1"));
 }
 
 fn tokio_stream(
@@ -208,5 +165,5 @@ async fn a_request_still_open_at_the_deadline_does_not_hold_the_exit() {
         "a request cut off at the deadline is never answered 200"
     );
     drop(tx);
-    assert!(!stored_ids(tmp.path()).contains("never-finished"));
+    assert!(!stored_ids(&tmp.path().join("receiver.db")).contains("never-finished"));
 }
