@@ -106,10 +106,8 @@ pub(super) async fn callback(
     };
     // A Base16 body is decoded first; its declared type describes the hex,
     // so the decoded bytes are sniffed.
-    let depth = settings.server.max_json_depth;
     let parsed = match client.encoding {
         Some(BodyEncoding::Base16) => ingest::decode_base16(&body).and_then(|decoded| {
-            door::check_json_depth(&decoded, depth)?;
             let raw = RawCallback {
                 content_type: None,
                 body: &decoded,
@@ -117,9 +115,7 @@ pub(super) async fn callback(
             };
             ingest::parse(raw, &state.ingest)
         }),
-        None => {
-            door::check_json_depth(&body, depth).and_then(|()| ingest::parse(raw, &state.ingest))
-        }
+        None => ingest::parse(raw, &state.ingest),
     };
     let failure = match parsed {
         Ok(parsed)

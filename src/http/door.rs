@@ -13,7 +13,6 @@ use futures_util::StreamExt;
 use super::error::ApiError;
 use crate::access::{proxies, signatures};
 use crate::config::{ClientSettings, ServerSettings};
-use crate::ingest::{self, Rejection};
 
 /// The address the request is judged by: the TCP peer, or the client a
 /// trusted proxy names (see [`proxies::client_ip`]).
@@ -97,20 +96,4 @@ pub(super) fn verify_signatures(
         tracing::warn!(client = %client.id, reason = %e, "callback with missing or wrong signature");
         ApiError::BadSignature(e)
     })
-}
-
-/// A JSON body nested deeper than `server.max_json_depth` is refused before
-/// any parser sees it.
-pub(super) fn check_json_depth(body: &[u8], limit: usize) -> Result<(), Rejection> {
-    let Ok(text) = std::str::from_utf8(body) else {
-        return Ok(());
-    };
-    let text = text.trim_start();
-    if (text.starts_with('{') || text.starts_with('[')) && ingest::nesting_exceeds(text, limit) {
-        return Err(Rejection::new(
-            "invalid_json",
-            format!("JSON is nested deeper than {limit} levels"),
-        ));
-    }
-    Ok(())
 }

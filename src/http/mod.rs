@@ -39,6 +39,7 @@ impl AppState {
         let ingest = IngestOptions {
             provider_timezone: settings.ingest.provider_timezone,
             default_country_code: settings.ingest.default_country_code.clone(),
+            max_json_depth: settings.server.max_json_depth,
         };
         let metrics = Metrics::new(&store);
         AppState {

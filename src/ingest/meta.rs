@@ -323,8 +323,11 @@ mod tests {
     use crate::ingest::test_options as opts;
 
     fn parse(value: Value) -> Parsed {
-        let root = json!({"object": "whatsapp_business_account",
-            "entry": [{"id": "1", "changes": [{"field": "messages", "value": value}]}]});
+        parse_root(json!({"object": "whatsapp_business_account",
+            "entry": [{"id": "1", "changes": [{"field": "messages", "value": value}]}]}))
+    }
+
+    fn parse_root(root: Value) -> Parsed {
         let mut parsed = Parsed::default();
         parse_envelope(
             root.as_object().unwrap(),
@@ -461,14 +464,7 @@ mod tests {
             {"id": "1"},
             {"changes": [{"value": {"statuses": [
                 {"id": "w", "status": "read", "recipient_id": "919876543210"}]}}]}]});
-        let mut parsed = Parsed::default();
-        parse_envelope(
-            root.as_object().unwrap(),
-            Channel::Whatsapp,
-            &opts(),
-            &mut parsed,
-        )
-        .unwrap();
+        let parsed = parse_root(root);
         assert_eq!(parsed.events.len(), 1);
         assert_eq!(parsed.rejects[0].rejection.code, "unsupported_shape");
         assert_eq!(parsed.rejects[0].raw, r#"{"id":"1"}"#);

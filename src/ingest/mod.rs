@@ -33,6 +33,9 @@ pub struct IngestOptions {
     pub provider_timezone: Tz,
     /// Country code for bare national numbers.
     pub default_country_code: String,
+    /// Deepest JSON nesting accepted (`server.max_json_depth`, at most
+    /// [`MAX_JSON_DEPTH`]).
+    pub max_json_depth: usize,
 }
 
 /// One callback as received, with the URL token already removed.
@@ -198,7 +201,7 @@ pub fn parse(raw: RawCallback<'_>, opts: &IngestOptions) -> Result<Parsed, Rejec
         }
         BodyKind::Form => parsed.push(authkey::parse_form(body, raw.channel, opts)),
         BodyKind::Json => {
-            for item in json_items(body)? {
+            for item in json_items(body, opts.max_json_depth)? {
                 parse_json_item(item.get(), raw.channel, opts, &mut parsed);
             }
         }
@@ -279,14 +282,14 @@ fn body_kind(content_type: Option<&str>, body: &str) -> Result<BodyKind, Rejecti
 
 /// Splits a JSON body into items without re-serializing them: an object is one
 /// item, an array is one item per element.
-fn json_items(body: &str) -> Result<Vec<&RawValue>, Rejection> {
+fn json_items(body: &str, max_depth: usize) -> Result<Vec<&RawValue>, Rejection> {
     let invalid = |e: serde_json::Error| {
         Rejection::new("invalid_json", format!("body is not valid JSON: {e}"))
     };
-    if nesting_exceeds(body, MAX_JSON_DEPTH) {
+    if nesting_exceeds(body, max_depth) {
         return Err(Rejection::new(
             "invalid_json",
-            format!("JSON is nested deeper than {MAX_JSON_DEPTH} levels"),
+            format!("JSON is nested deeper than {max_depth} levels"),
         ));
     }
     if body.starts_with('[') {
@@ -315,7 +318,7 @@ pub const MAX_JSON_DEPTH: usize = 64;
 
 /// Whether brackets nest deeper than `limit`, scanning bytes (strings and
 /// their escapes skipped) so no parser ever recurses on hostile input.
-pub fn nesting_exceeds(json: &str, limit: usize) -> bool {
+pub(crate) fn nesting_exceeds(json: &str, limit: usize) -> bool {
     let mut depth = 0usize;
     let mut in_string = false;
     let mut escaped = false;
@@ -353,6 +356,7 @@ pub(crate) fn test_options() -> IngestOptions {
     IngestOptions {
         provider_timezone: chrono_tz::Asia::Kolkata,
         default_country_code: "91".into(),
+        max_json_depth: MAX_JSON_DEPTH,
     }
 }
 

@@ -10,10 +10,7 @@
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
-use super::{
-    nesting_exceeds, phone, status, time, Event, IngestOptions, ItemRejection, Parsed,
-    MAX_JSON_DEPTH,
-};
+use super::{nesting_exceeds, phone, status, time, Event, IngestOptions, ItemRejection, Parsed};
 use crate::domain::{Channel, Direction, Status};
 
 /// The verification request RBM sends when a webhook is registered.
@@ -72,7 +69,7 @@ pub(super) fn parse_push(
             "decoded `message.data` is not UTF-8",
         ));
     };
-    if nesting_exceeds(text, MAX_JSON_DEPTH) {
+    if nesting_exceeds(text, opts.max_json_depth) {
         return parsed.rejects.push(reject(
             "invalid_json",
             "decoded `message.data` is nested too deeply",
