@@ -138,11 +138,36 @@ pub enum Synchronous {
     Normal,
 }
 
+/// Which database engine holds the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    /// `receiver.db` in `data_dir`: one machine.
+    Sqlite,
+    /// A PostgreSQL database at `postgres_url`: several receivers share it.
+    Postgres,
+}
+
 /// `[storage]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageSettings {
-    /// Directory holding `receiver.db`.
+    /// `sqlite` (default) or `postgres`.
+    pub backend: StorageBackend,
+    /// libpq-style URL or key=value string of the PostgreSQL database.
+    #[serde(default)]
+    pub postgres_url: Option<String>,
+    /// File holding `postgres_url` (mode 0600 or stricter).
+    #[serde(default)]
+    pub postgres_url_file: Option<PathBuf>,
+    /// Connections each receiver keeps to PostgreSQL (readers, archive and
+    /// the writer's one).
+    pub postgres_pool_size: usize,
+    /// How long a PostgreSQL connection attempt or query may take before
+    /// the request gets 503.
+    #[serde(with = "humantime_serde")]
+    pub postgres_timeout: Duration,
+    /// Directory holding `receiver.db` (SQLite) and `pseudonym.key`.
     pub data_dir: PathBuf,
     /// SQLite `synchronous` pragma.
     pub synchronous: Synchronous,
@@ -402,6 +427,12 @@ impl Settings {
             );
             Ok(())
         }
+        fill(
+            "storage.postgres_url".into(),
+            &mut self.storage.postgres_url,
+            self.storage.postgres_url_file.as_deref(),
+            secrets::read_secret,
+        )?;
         if let Some(path) = &self.server.tls_key {
             secrets::ensure_private(path)
                 .map_err(|e| ConfigError::key("server.tls_key", e.to_string()))?;
@@ -456,6 +487,26 @@ impl Settings {
                 "storage.queue_capacity",
                 "must be at least 1",
             ));
+        }
+        if self.storage.backend == StorageBackend::Postgres {
+            if self.storage.postgres_url.is_none() {
+                return Err(ConfigError::key(
+                    "storage.postgres_url",
+                    "backend = \"postgres\" needs `postgres_url` or `postgres_url_file`",
+                ));
+            }
+            if self.storage.postgres_pool_size < 2 {
+                return Err(ConfigError::key(
+                    "storage.postgres_pool_size",
+                    "must be at least 2 (the writer holds one connection)",
+                ));
+            }
+            if self.storage.postgres_timeout.is_zero() {
+                return Err(ConfigError::key(
+                    "storage.postgres_timeout",
+                    "must be more than 0s",
+                ));
+            }
         }
         let cc = &self.ingest.default_country_code;
         if cc.is_empty() || cc.len() > 3 || !cc.bytes().all(|b| b.is_ascii_digit()) {
