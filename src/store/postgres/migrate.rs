@@ -34,6 +34,10 @@ pub(crate) async fn migrate(config: tokio_postgres::Config) -> Result<(u32, u32)
 async fn apply(client: &mut tokio_postgres::Client) -> Result<u32, String> {
     let err = |e: tokio_postgres::Error| e.to_string();
     let tx = client.transaction().await.map_err(err)?;
+    // "already exists, skipping" notices are not news on every start.
+    tx.batch_execute("SET LOCAL client_min_messages = warning")
+        .await
+        .map_err(err)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
         .await
         .map_err(err)?;
