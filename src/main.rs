@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use authkey_receiver::archive;
 use authkey_receiver::cli::{Cli, Command, ConfigAction};
 use authkey_receiver::commands;
-use authkey_receiver::config::{Settings, DEFAULT_TOML};
+use authkey_receiver::config::{Settings, StorageBackend, DEFAULT_TOML};
 use authkey_receiver::startup::Application;
 use authkey_receiver::store::Store;
 use authkey_receiver::telemetry;
@@ -34,8 +34,12 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Config { .. } => {
+            let storage = match settings.storage.backend {
+                StorageBackend::Sqlite => "SQLite",
+                StorageBackend::Postgres => "PostgreSQL",
+            };
             println!(
-                "config ok: listen {}, {} client(s), data in {}",
+                "config ok: listen {}, {} client(s), storage {storage}, data in {}",
                 settings.server.listen,
                 settings.clients.len(),
                 settings.storage.data_dir.display()
