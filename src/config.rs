@@ -728,6 +728,44 @@ mod tests {
     }
 
     #[test]
+    fn postgres_needs_a_url_read_inline_or_from_a_private_file() {
+        let key_of = |r: Result<Settings, ConfigError>| match r {
+            Err(ConfigError::Key { key, .. }) => key,
+            other => panic!("expected a key error, got {other:?}"),
+        };
+        assert_eq!(Settings::default().storage.backend, StorageBackend::Sqlite);
+        let missing = load_str("[storage]\nbackend = \"postgres\"\n");
+        assert_eq!(key_of(missing), "storage.postgres_url");
+        let inline = load_str(
+            "[storage]\nbackend = \"postgres\"\npostgres_url = \"postgres://u:p@db/authkey\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            inline.storage.postgres_url.as_deref(),
+            Some("postgres://u:p@db/authkey")
+        );
+
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("postgres_url");
+        std::fs::write(&file, "postgres://u:p@db/authkey\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let from_file = format!(
+            "[storage]\nbackend = \"postgres\"\npostgres_url_file = \"{}\"\n",
+            file.display()
+        );
+        assert_eq!(key_of(load_str(&from_file)), "storage.postgres_url_file");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let s = load_str(&from_file).unwrap();
+        assert_eq!(
+            s.storage.postgres_url.as_deref(),
+            Some("postgres://u:p@db/authkey")
+        );
+        let both = format!("{from_file}postgres_url = \"postgres://x@y/z\"\n");
+        assert_eq!(key_of(load_str(&both)), "storage.postgres_url_file");
+    }
+
+    #[test]
     fn file_keys_override_defaults_and_clients_replace_the_list() {
         let s = load_str(
             "[server]\nmax_body_bytes = 10\n[[clients]]\nid = \"bank\"\nclass = \"banking\"\n",
