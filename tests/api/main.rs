@@ -17,6 +17,8 @@ mod limits;
 mod message_state;
 mod observability;
 mod openapi;
+mod pg_support;
+mod postgres;
 mod privacy;
 mod privacy_cli;
 mod providers;
