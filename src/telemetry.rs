@@ -17,9 +17,16 @@ use crate::config::{LogFormat, LogSettings};
 use crate::domain::Channel;
 use crate::http::AppState;
 
+/// tokio-postgres logs every statement's parameters at debug level: phone
+/// numbers and payloads. Whatever `log.level` says, that module stays above
+/// debug (it logs nothing else).
+const NO_QUERY_PARAMETERS: &str = "tokio_postgres::query=info";
+
 /// Installs the global subscriber. `level` was validated with the config.
 pub fn init(log: &LogSettings) {
-    let filter = EnvFilter::try_new(&log.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_new(&log.level)
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .add_directive(NO_QUERY_PARAMETERS.parse().expect("a valid directive"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -131,9 +131,12 @@ CREATE TABLE meta (
 
 -- Who may run the archive job: one lease for all receivers and cron jobs
 -- on this database (a row, not a session lock, so it works behind a
--- transaction pooler such as PgBouncer).
+-- transaction pooler such as PgBouncer). A lease is free once it expires or
+-- once the server process that took it is gone (its holder died).
 CREATE TABLE leases (
-    name       text   PRIMARY KEY,
-    holder     text   NOT NULL,
-    expires_at bigint NOT NULL -- Unix ms
+    name          text        PRIMARY KEY,
+    holder        text        NOT NULL,
+    expires_at    bigint      NOT NULL, -- Unix ms
+    pid           integer     NOT NULL, -- pg_backend_pid() of the holder's connection
+    backend_start timestamptz NOT NULL  -- with pid: that very server process
 );

@@ -1,15 +1,20 @@
 //! SQL of the archive job on PostgreSQL. One archive run at a time across
 //! every receiver and cron job on the database: the run holds a lease row
-//! (`leases`, renewed as it goes, expiring if its holder dies), which works
-//! behind a transaction pooler where session advisory locks do not. Rows are
-//! streamed from a portal; deletes go in short batches by `ctid`, and a past
-//! month's partition is dropped once nothing is left in it.
+//! (`leases`, renewed as it goes, free once it expires or its holder's
+//! server process is gone), which works behind a transaction pooler where
+//! session advisory locks do not. Every write transaction of a run first
+//! checks, under a row lock, that the run still holds the lease (fencing): a
+//! run that lost it (it stalled past the expiry, or a pooler made its process
+//! look gone) stops before it changes anything. Rows are streamed from a
+//! portal; deletes go in short batches by `ctid`, and a past month's
+//! partition is dropped once nothing is left in it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::TryStreamExt;
 use serde::ser::SerializeMap;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, GenericClient, Row};
 
@@ -27,6 +32,13 @@ const LEASE: &str = "archive";
 /// died. Renewed every [`LEASE_RENEW`] while the run works.
 const LEASE_TTL_MS: i64 = 10 * 60 * 1000;
 const LEASE_RENEW: Duration = Duration::from_secs(60);
+
+/// How long dropping an emptied partition waits for its lock on `events`.
+const PARTITION_LOCK_WAIT_MS: u32 = 200;
+
+/// Tries at taking a held lease, [`LEASE_RETRY`] apart.
+const LEASE_ATTEMPTS: u32 = 10;
+const LEASE_RETRY: Duration = Duration::from_millis(100);
 
 /// The database's clock in Unix ms, so nodes with skewed clocks agree.
 const DB_NOW: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
@@ -108,7 +120,11 @@ impl PgArchiveDb {
     }
 
     /// Takes the archive lease for this run; false when another live run,
-    /// on any node, holds it.
+    /// on any node, holds it. A lease whose holder's server process is gone
+    /// (the run was killed and its connection closed) is free at once; one
+    /// whose process lives on is free when it expires. The process can take
+    /// a moment to go after its client died, so a held lease is asked again
+    /// a few times before giving up.
     pub(crate) fn try_lease(&mut self) -> Result<bool, StoreError> {
         let holder = format!(
             "{}:{}:{}",
@@ -116,20 +132,30 @@ impl PgArchiveDb {
             std::process::id(),
             uuid::Uuid::new_v4().simple()
         );
-        let got = self.query(
-            &format!(
-                "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, {DB_NOW} + $3) \
-                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
-                   expires_at = excluded.expires_at \
-                 WHERE leases.expires_at < {DB_NOW} RETURNING holder"
-            ),
-            &[&LEASE, &holder, &LEASE_TTL_MS],
-        )?;
-        if got.is_empty() {
-            return Ok(false);
+        let take = format!(
+            "INSERT INTO leases AS l (name, holder, expires_at, pid, backend_start) \
+             SELECT $1, $2, {DB_NOW} + $3, a.pid, a.backend_start FROM pg_stat_activity a \
+             WHERE a.pid = pg_backend_pid() \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
+               expires_at = excluded.expires_at, pid = excluded.pid, \
+               backend_start = excluded.backend_start \
+             WHERE l.expires_at < {DB_NOW} OR NOT EXISTS (SELECT 1 FROM pg_stat_activity a \
+               WHERE a.pid = l.pid AND a.backend_start = l.backend_start) \
+             RETURNING holder"
+        );
+        for attempt in 0..LEASE_ATTEMPTS {
+            if attempt > 0 {
+                std::thread::sleep(LEASE_RETRY);
+            }
+            if !self
+                .query(&take, &[&LEASE, &holder, &LEASE_TTL_MS])?
+                .is_empty()
+            {
+                self.lease = Some((holder, Instant::now()));
+                return Ok(true);
+            }
         }
-        self.lease = Some((holder, Instant::now()));
-        Ok(true)
+        Ok(false)
     }
 
     /// Who holds the archive lease, for the "busy" message.
@@ -138,6 +164,11 @@ impl PgArchiveDb {
             .ok()
             .and_then(|rows| rows.first().map(|r| r.get::<_, String>(0)))
             .unwrap_or_else(|| "another run".into())
+    }
+
+    /// The run's lease holder id, if it holds the lease.
+    fn holder(&self) -> Option<String> {
+        self.lease.as_ref().map(|(h, _)| h.clone())
     }
 
     /// Renews the lease when a minute has passed; an error when it was lost
@@ -152,8 +183,9 @@ impl PgArchiveDb {
         }
         let renewed = self.query(
             &format!(
-                "UPDATE leases SET expires_at = {DB_NOW} + $3 WHERE name = $1 AND holder = $2 \
-                 RETURNING 1"
+                "UPDATE leases l SET expires_at = {DB_NOW} + $3, pid = a.pid, \
+                   backend_start = a.backend_start FROM pg_stat_activity a \
+                 WHERE a.pid = pg_backend_pid() AND l.name = $1 AND l.holder = $2 RETURNING 1"
             ),
             &[&LEASE, holder, &LEASE_TTL_MS],
         )?;
@@ -312,8 +344,10 @@ impl PgArchiveDb {
         self.renew()?;
         let rows = i64::try_from(file.rows).unwrap_or(i64::MAX);
         let bytes = i64::try_from(file.bytes).unwrap_or(i64::MAX);
+        let holder = self.holder();
         self.rt.block_on(async {
             let tx = self.client.transaction().await.map_err(db_err)?;
+            fence(&tx, holder.as_deref()).await?;
             tx.execute(
                 "INSERT INTO archive_files (path, kind, client_id, channel, day, rows, bytes, \
                  sha256, first_id, last_id, created_at, last_at) \
@@ -347,8 +381,10 @@ impl PgArchiveDb {
         batch: usize,
     ) -> Result<u64, StoreError> {
         self.renew()?;
+        let holder = self.holder();
         self.rt.block_on(async {
             let tx = self.client.transaction().await.map_err(db_err)?;
+            fence(&tx, holder.as_deref()).await?;
             let deleted = delete_batch(&tx, covered, batch).await?;
             tx.commit().await.map_err(db_err)?;
             Ok(deleted)
@@ -365,8 +401,10 @@ impl PgArchiveDb {
         })
         .to_string();
         let rows = i64::try_from(file.rows).unwrap_or(i64::MAX);
+        let holder = self.holder();
         self.rt.block_on(async {
             let tx = self.client.transaction().await.map_err(db_err)?;
+            fence(&tx, holder.as_deref()).await?;
             tx.execute("DELETE FROM archive_files WHERE id = $1", &[&file.id])
                 .await
                 .map_err(db_err)?;
@@ -398,13 +436,21 @@ impl PgArchiveDb {
     pub(crate) fn prune_audit(&mut self, cutoff_ms: i64, batch: usize) -> Result<u64, StoreError> {
         self.renew()?;
         let limit = i64::try_from(batch).unwrap_or(i64::MAX);
-        self.rt
-            .block_on(self.client.execute(
-                "DELETE FROM audit_log WHERE id IN \
-                 (SELECT id FROM audit_log WHERE at < $1 LIMIT $2)",
-                &[&cutoff_ms, &limit],
-            ))
-            .map_err(db_err)
+        let holder = self.holder();
+        self.rt.block_on(async {
+            let tx = self.client.transaction().await.map_err(db_err)?;
+            fence(&tx, holder.as_deref()).await?;
+            let n = tx
+                .execute(
+                    "DELETE FROM audit_log WHERE id IN \
+                     (SELECT id FROM audit_log WHERE at < $1 LIMIT $2)",
+                    &[&cutoff_ms, &limit],
+                )
+                .await
+                .map_err(db_err)?;
+            tx.commit().await.map_err(db_err)?;
+            Ok(n)
+        })
     }
 
     pub(crate) fn audit_run(
@@ -458,11 +504,27 @@ impl PgArchiveDb {
             if !empty {
                 continue;
             }
-            self.rt
-                .block_on(self.client.batch_execute(&format!(
-                    "ALTER TABLE events DETACH PARTITION {name}; DROP TABLE {name}"
-                )))
-                .map_err(db_err)?;
+            let holder = self.holder();
+            let detached = self.rt.block_on(async {
+                let tx = self.client.transaction().await.map_err(db_err)?;
+                fence(&tx, holder.as_deref()).await?;
+                // DETACH locks `events` exclusively: never queue for that
+                // lock behind a long export, with every insert queued behind
+                // the DETACH. Busy now means: next run.
+                let sql = format!(
+                    "SET LOCAL lock_timeout = '{PARTITION_LOCK_WAIT_MS}ms'; \
+                     ALTER TABLE events DETACH PARTITION {name}; DROP TABLE {name}"
+                );
+                match tx.batch_execute(&sql).await {
+                    Ok(()) => tx.commit().await.map(|()| true).map_err(db_err),
+                    Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => Ok(false),
+                    Err(e) => Err(db_err(e)),
+                }
+            })?;
+            if !detached {
+                tracing::info!(partition = %name, "partition busy; it is dropped by a later run");
+                continue;
+            }
             tracing::info!(partition = %name, "dropped an archived month's empty partition");
             dropped += 1;
         }
@@ -481,6 +543,28 @@ impl Drop for PgArchiveDb {
                 tracing::warn!(error = %e, "could not release the archive lease; it expires by itself");
             }
         }
+    }
+}
+
+/// Fails the transaction unless `holder` still holds the archive lease, and
+/// keeps the lease row locked until the transaction ends, so no other run
+/// can take it in between. Without a holder (not a leased run) it passes.
+async fn fence(tx: &impl GenericClient, holder: Option<&str>) -> Result<(), StoreError> {
+    let Some(holder) = holder else {
+        return Ok(());
+    };
+    let held = tx
+        .query_opt(
+            "SELECT 1 FROM leases WHERE name = $1 AND holder = $2 FOR SHARE",
+            &[&LEASE, &holder],
+        )
+        .await
+        .map_err(db_err)?;
+    match held {
+        Some(_) => Ok(()),
+        None => Err(StoreError::Unavailable(
+            "this run no longer holds the archive lease; another run took it over".into(),
+        )),
     }
 }
 

@@ -74,9 +74,13 @@ async fn apply(client: &mut tokio_postgres::Client) -> Result<u32, String> {
         .await
         .map_err(err)?;
     }
-    partitions::create_ahead(&tx, chrono::Utc::now())
-        .await
-        .map_err(err)?;
     tx.commit().await.map_err(err)?;
+    // Not fatal: the months ahead already exist unless this is the first
+    // start, and the writers try again every hour.
+    let tx = client.transaction().await.map_err(err)?;
+    match partitions::create_ahead(&tx, chrono::Utc::now()).await {
+        Ok(()) => tx.commit().await.map_err(err)?,
+        Err(e) => tracing::warn!(error = %e, "cannot create partitions now; writers retry hourly"),
+    }
     Ok(before)
 }

@@ -8,6 +8,9 @@ use tokio_postgres::GenericClient;
 
 use super::migrate::SCHEMA_LOCK;
 
+/// How long creating a partition waits for its lock on `events`.
+const LOCK_WAIT_MS: u32 = 200;
+
 /// Months created ahead of the current one.
 pub(crate) const MONTHS_AHEAD: u32 = 2;
 
@@ -34,13 +37,20 @@ pub(crate) fn partition_name(start: DateTime<Utc>) -> String {
 /// Creates the partitions of the current month and the next
 /// [`MONTHS_AHEAD`], under the schema lock, in the caller's transaction. A
 /// month whose rows already sit in `events_default` (a receiver ran past its
-/// partitions) is left there, with a warning.
+/// partitions) is left there, with a warning. Fails when `events` stays
+/// locked (a long export) for more than [`LOCK_WAIT_MS`].
 pub(crate) async fn create_ahead(
     tx: &impl GenericClient,
     now: DateTime<Utc>,
 ) -> Result<(), tokio_postgres::Error> {
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
         .await?;
+    // Attaching a partition locks `events`: rather fail and try again in an
+    // hour than queue behind a long export with every insert queued behind.
+    tx.batch_execute(&format!(
+        "SET LOCAL lock_timeout = '{LOCK_WAIT_MS}ms'; SET LOCAL client_min_messages = warning"
+    ))
+    .await?;
     for offset in 0..=MONTHS_AHEAD {
         let (from, to) = (month_start(now, offset), month_start(now, offset + 1));
         let name = partition_name(from);
