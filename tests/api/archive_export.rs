@@ -88,14 +88,10 @@ async fn export_lines(fx: &Fixture, token: &str, query: &str) -> Vec<String> {
 
 /// `filters` of the newest audit row.
 fn last_audit_filters(fx: &Fixture) -> Value {
-    let text: String = fx
-        .db()
-        .query_row(
-            "SELECT filters FROM audit_log WHERE action = 'export' ORDER BY id DESC LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let text: String = fx.db().one(
+        "SELECT filters FROM audit_log WHERE action = 'export' ORDER BY id DESC LIMIT 1",
+        &[],
+    );
     serde_json::from_str(&text).unwrap()
 }
 
