@@ -28,10 +28,7 @@ pub fn archive(settings: &Settings, args: &ArchiveArgs) -> ExitCode {
     let summary = match run(settings, &opts, &AtomicBool::new(false)) {
         Ok(Outcome::Done(s)) => s,
         Ok(Outcome::Busy(lock)) => {
-            println!(
-                "archive: another archive run holds {}; nothing done",
-                lock.display()
-            );
+            println!("archive: another archive run holds {lock}; nothing done");
             return ExitCode::SUCCESS;
         }
         Err(e @ ArchiveError::UnknownClient(_)) => return fail(2, e),

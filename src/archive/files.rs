@@ -171,7 +171,7 @@ impl ArchiveWriter {
     }
 
     /// Appends one row as one line.
-    pub fn write_row(&mut self, row: &ArchiveRow<'_>) -> io::Result<()> {
+    pub fn write_row(&mut self, row: &ArchiveRow<'_, '_>) -> io::Result<()> {
         serde_json::to_writer(&mut self.gz, row)?;
         self.gz.write_all(b"\n")?;
         self.rows += 1;

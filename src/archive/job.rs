@@ -106,8 +106,9 @@ pub struct Summary {
 pub enum Outcome {
     /// The run finished (or stopped at a safe point).
     Done(Summary),
-    /// Another run holds the lock; nothing was done.
-    Busy(PathBuf),
+    /// Another run holds the lock (named here: the lock file, or the
+    /// PostgreSQL lease and its holder); nothing was done.
+    Busy(String),
 }
 
 pub(super) struct Job<'a> {
@@ -135,11 +136,17 @@ pub fn run(
     }
     let data_dir = &settings.storage.data_dir;
     let Some(_lock) = lock::try_lock(data_dir).map_err(io_at(&lock::lock_path(data_dir)))? else {
-        return Ok(Outcome::Busy(lock::lock_path(data_dir)));
+        return Ok(Outcome::Busy(
+            lock::lock_path(data_dir).display().to_string(),
+        ));
     };
+    let mut db = ArchiveDb::open(&settings.storage)?;
+    if let Err(holder) = db.try_lease()? {
+        return Ok(Outcome::Busy(holder));
+    }
     let mut job = Job {
         settings,
-        db: ArchiveDb::open(&settings.storage)?,
+        db,
         now: opts.now,
         cancel,
         summary: Summary::default(),
@@ -176,7 +183,7 @@ pub fn run(
     }
     let s = &job.summary;
     if s.rows + s.files_deleted + s.audit_rows > 0 {
-        job.db.incremental_vacuum()?;
+        job.db.reclaim_space(job.now.timestamp_millis())?;
         let filters = serde_json::json!({
             "now": job.now.to_rfc3339(),
             "files": s.files,

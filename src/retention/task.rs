@@ -118,7 +118,7 @@ async fn pruning_loop(
                 )
             }
             Ok(Ok(Outcome::Busy(lock))) => tracing::info!(
-                lock = %lock.display(),
+                lock = %lock,
                 "pruning run skipped: another archive run holds the lock"
             ),
             Ok(Err(e)) => {

@@ -1,7 +1,7 @@
 //! API tokens and the audit log. Tokens are kept only as SHA-256 hashes; the
 //! audit log is append-only (there is no update or delete here).
 
-use super::{Backend, Store, StoreError};
+use super::{dispatch, Store, StoreError};
 
 /// A stored API token (never the token itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,16 +74,12 @@ impl Store {
         token: NewToken,
         audit: AuditEntry,
     ) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.create_token(token, audit).await,
-        }
+        dispatch!(self, s => s.create_token(token, audit).await)
     }
 
     /// Every token, revoked ones included, by name.
     pub async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.list_tokens().await,
-        }
+        dispatch!(self, s => s.list_tokens().await)
     }
 
     /// Revokes a live token by name and writes the audit row; `false` when
@@ -94,16 +90,12 @@ impl Store {
         at: i64,
         audit: AuditEntry,
     ) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.revoke_token(name.to_string(), at, audit).await,
-        }
+        dispatch!(self, s => s.revoke_token(name.to_string(), at, audit).await)
     }
 
     /// The token with this hash, revoked or not.
     pub async fn token_by_hash(&self, hash: [u8; 32]) -> Result<Option<TokenRecord>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.token_by_hash(hash).await,
-        }
+        dispatch!(self, s => s.token_by_hash(hash).await)
     }
 
     /// Records that a TOTP code of time step `step` was used by token `id`;
@@ -111,9 +103,7 @@ impl Store {
     /// already used. Atomic, so two requests cannot both use one code. A
     /// good code clears the count of wrong ones.
     pub async fn use_totp_step(&self, id: i64, step: i64) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.use_totp_step(id, step).await,
-        }
+        dispatch!(self, s => s.use_totp_step(id, step).await)
     }
 
     /// Counts a wrong TOTP code for token `id`; the `max`-th in a row locks
@@ -124,22 +114,16 @@ impl Store {
         max: i64,
         locked_until: i64,
     ) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.totp_failed(id, max, locked_until).await,
-        }
+        dispatch!(self, s => s.totp_failed(id, max, locked_until).await)
     }
 
     /// Appends an audit row.
     pub async fn audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.audit(entry).await,
-        }
+        dispatch!(self, s => s.audit(entry).await)
     }
 
     /// Audit rows at or after `since` (UTC Unix ms), oldest first.
     pub async fn audit_since(&self, since: i64) -> Result<Vec<AuditEntry>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.audit_since(since).await,
-        }
+        dispatch!(self, s => s.audit_since(since).await)
     }
 }

@@ -1,18 +1,24 @@
 //! Storage: the only place with SQL. Handlers talk to [`Store`]; the backend
-//! behind it (SQLite today) owns schema, migrations, the group-commit writer
-//! and readers. A new backend is a new [`Backend`] variant in this module.
+//! behind it (SQLite or PostgreSQL, by `storage.backend`) owns schema,
+//! migrations, the group-commit writer and readers.
 
 mod admin;
 pub mod archive;
+mod job;
+mod postgres;
 mod read;
 mod sqlite;
 
 pub use admin::{AuditEntry, NewToken, TokenRecord};
 pub use read::{EventFilter, EventRow, MessageRow, RowEncoder};
 
+use std::path::PathBuf;
+
 use tokio::sync::oneshot;
 
-use crate::config::StorageSettings;
+pub(crate) use job::Job;
+
+use crate::config::{StorageBackend, StorageSettings};
 use crate::domain::{Channel, ClientId};
 use crate::ingest::Event;
 use crate::metrics::WriterStats;
@@ -93,81 +99,107 @@ pub struct Store {
 #[derive(Clone)]
 enum Backend {
     Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
 }
 
 /// Owns the writer; [`WriterHandle::shutdown`] flushes it and waits.
 pub struct WriterHandle {
-    inner: sqlite::WriterThread,
+    inner: Writer,
+}
+
+enum Writer {
+    Sqlite(sqlite::WriterThread),
+    Postgres(postgres::WriterTask),
 }
 
 impl WriterHandle {
     /// Commits everything queued so far, then stops the writer.
     pub async fn shutdown(self) {
-        self.inner.shutdown().await;
+        match self.inner {
+            Writer::Sqlite(w) => w.shutdown().await,
+            Writer::Postgres(w) => w.shutdown().await,
+        }
     }
 }
+
+/// Calls the same method on whichever backend the store is.
+macro_rules! dispatch {
+    ($self:expr, $s:ident => $call:expr) => {
+        match &$self.backend {
+            $crate::store::Backend::Sqlite($s) => $call,
+            $crate::store::Backend::Postgres($s) => $call,
+        }
+    };
+}
+pub(crate) use dispatch;
 
 impl Store {
     /// Opens (creating and migrating if needed) the store and starts its writer.
     pub fn open(settings: &StorageSettings) -> Result<(Store, WriterHandle), StoreError> {
-        let (store, writer) = sqlite::SqliteStore::open(settings)?;
-        Ok((
-            Store {
-                backend: Backend::Sqlite(store),
-            },
-            WriterHandle { inner: writer },
-        ))
+        let (backend, writer) = match settings.backend {
+            StorageBackend::Sqlite => {
+                let (store, writer) = sqlite::SqliteStore::open(settings)?;
+                (Backend::Sqlite(store), Writer::Sqlite(writer))
+            }
+            StorageBackend::Postgres => {
+                let (store, writer) = postgres::PgStore::open(settings)?;
+                (Backend::Postgres(store), Writer::Postgres(writer))
+            }
+        };
+        Ok((Store { backend }, WriterHandle { inner: writer }))
     }
 
     /// Applies pending migrations without starting anything; returns the
     /// schema version before and after.
     pub fn migrate(settings: &StorageSettings) -> Result<(u32, u32), StoreError> {
-        sqlite::migrate_only(settings)
+        match settings.backend {
+            StorageBackend::Sqlite => sqlite::migrate_only(settings),
+            StorageBackend::Postgres => postgres::migrate_only(settings),
+        }
     }
 
     /// Stores a batch; resolves only after it is durably committed.
     pub async fn ingest(&self, batch: IngestBatch) -> Result<IngestOutcome, StoreError> {
         let (reply, rx) = oneshot::channel();
-        match &self.backend {
-            Backend::Sqlite(s) => s.submit(sqlite::Job::ingest(batch, reply)).await?,
-        }
+        dispatch!(self, s => s.submit(Job::ingest(batch, reply)).await?);
         rx.await.map_err(|_| writer_gone())?
     }
 
     /// The writer thread's batch-size and commit-latency histograms.
     pub fn writer_stats(&self) -> &WriterStats {
-        match &self.backend {
-            Backend::Sqlite(s) => s.writer_stats(),
-        }
+        dispatch!(self, s => s.writer_stats())
     }
 
     /// Batches queued for the writer right now.
     pub fn queue_depth(&self) -> usize {
-        match &self.backend {
-            Backend::Sqlite(s) => s.queue_depth(),
-        }
+        dispatch!(self, s => s.queue_depth())
     }
 
     /// Bytes the database occupies on disk (0 if it cannot be read).
     pub fn database_size_bytes(&self) -> u64 {
-        match &self.backend {
-            Backend::Sqlite(s) => s.database_size_bytes(),
-        }
+        dispatch!(self, s => s.database_size_bytes())
     }
 
     /// Proves the database takes a durable write and a reader can read it.
     pub async fn readiness(&self) -> Result<Readiness, StoreError> {
         let (reply, rx) = oneshot::channel();
-        match &self.backend {
-            Backend::Sqlite(s) => {
-                s.submit(sqlite::Job::Probe(reply)).await?;
-                rx.await.map_err(|_| writer_gone())??;
-                s.readiness().await
-            }
-        }
+        dispatch!(self, s => {
+            s.submit(Job::Probe(reply)).await?;
+            rx.await.map_err(|_| writer_gone())??;
+            s.readiness().await
+        })
     }
 }
 
 fn writer_gone() -> StoreError {
     StoreError::Unavailable("the writer has stopped".into())
+}
+
+/// Free space where the data directory lives, in MiB.
+async fn free_mb(dir: PathBuf) -> Result<u64, StoreError> {
+    let free = tokio::task::spawn_blocking(move || fs4::available_space(dir))
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?
+        .map_err(|e| StoreError::Unavailable(format!("cannot read free space: {e}")))?;
+    Ok(free / (1024 * 1024))
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::{AuditEntry, Backend, Store, StoreError};
+use super::{dispatch, AuditEntry, Store, StoreError};
 
 /// Bytes gathered before a chunk is handed to the consumer.
 pub const EXPORT_CHUNK_BYTES: usize = 64 * 1024;
@@ -97,6 +97,15 @@ pub struct EventFilter {
     pub status: Option<String>,
 }
 
+/// Whether an archived row passes the filters the SQL applies to live rows
+/// (client and time are applied by the archive reader).
+pub(crate) fn archived_row_matches(filter: &EventFilter, row: &EventRow) -> bool {
+    let is = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
+    is(&filter.channel, &row.channel)
+        && is(&filter.direction, &row.direction)
+        && is(&filter.status, &row.status)
+}
+
 /// Turns one row into output bytes; runs on the reader thread.
 pub type RowEncoder = Box<dyn FnMut(&EventRow, &mut Vec<u8>) + Send>;
 
@@ -108,12 +117,10 @@ impl Store {
         client: &str,
         provider_message_id: &str,
     ) -> Result<(Vec<MessageRow>, Vec<EventRow>), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => {
-                s.message_history(client.to_string(), provider_message_id.to_string())
-                    .await
-            }
-        }
+        dispatch!(self, s => {
+            s.message_history(client.to_string(), provider_message_id.to_string())
+                .await
+        })
     }
 
     /// Streams the events matching `filter` (per client, in received order)
@@ -134,9 +141,7 @@ impl Store {
         audit: AuditEntry,
     ) -> mpsc::Receiver<Result<Bytes, StoreError>> {
         let (tx, rx) = mpsc::channel(EXPORT_CHANNEL_CHUNKS);
-        match &self.backend {
-            Backend::Sqlite(s) => s.export_events(filter, archive_dir, header, encode, audit, tx),
-        }
+        dispatch!(self, s => s.export_events(filter, archive_dir, header, encode, audit, tx));
         rx
     }
 }

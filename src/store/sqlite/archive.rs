@@ -8,7 +8,7 @@ use serde::ser::{Error as _, SerializeMap};
 
 use super::{open_error, open_writer, Opener};
 use crate::config::StorageSettings;
-use crate::store::archive::{Covered, FileRecord, Group, Kind, StreamError};
+use crate::store::archive::{hex, Covered, FileRecord, Group, Kind, StreamError};
 use crate::store::StoreError;
 
 const DAY_MS: i64 = 86_400_000;
@@ -23,8 +23,8 @@ const VACUUM_STEP_PAGES: u32 = 256;
 const VACUUM_PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// A connection for the archive job (read-write) or for dry runs and
-/// `verify-archive` (read-only).
-pub struct ArchiveDb {
+/// `verify-archive` (read-only), on SQLite.
+pub struct SqliteArchiveDb {
     conn: Connection,
 }
 
@@ -60,20 +60,20 @@ fn file_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<FileRecord> {
     })
 }
 
-impl ArchiveDb {
+impl SqliteArchiveDb {
     /// Opens the database for writing, creating and migrating it if needed.
-    pub fn open(settings: &StorageSettings) -> Result<ArchiveDb, StoreError> {
+    pub fn open(settings: &StorageSettings) -> Result<SqliteArchiveDb, StoreError> {
         let (_, conn, _) = open_writer(settings)?;
         // Each file is fsynced before the commit that records it, and WAL
         // keeps commits in order, so a commit of this connection lost to a
         // power cut is only redone by the next run: no fsync per batch.
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(|e| open_error(&settings.db_path(), e.to_string()))?;
-        Ok(ArchiveDb { conn })
+        Ok(SqliteArchiveDb { conn })
     }
 
     /// Opens an existing database read-only; never creates or migrates.
-    pub fn open_read_only(settings: &StorageSettings) -> Result<ArchiveDb, StoreError> {
+    pub fn open_read_only(settings: &StorageSettings) -> Result<SqliteArchiveDb, StoreError> {
         let path = settings.db_path();
         if !path.exists() {
             return Err(open_error(&path, "no such file"));
@@ -85,7 +85,7 @@ impl ArchiveDb {
         let conn = opener
             .open(true)
             .map_err(|e| open_error(&path, e.to_string()))?;
-        Ok(ArchiveDb { conn })
+        Ok(SqliteArchiveDb { conn })
     }
 
     /// Expired rows of `client` (time column before `cutoff_ms`), grouped by
@@ -193,7 +193,7 @@ impl ArchiveDb {
         client: &str,
         channel: &str,
         day: i64,
-        mut sink: impl FnMut(&ArchiveRow<'_>) -> std::io::Result<()>,
+        mut sink: impl FnMut(&SqliteArchiveRow<'_>) -> std::io::Result<()>,
     ) -> Result<u64, StreamError> {
         let t = kind.time_column();
         let sql = format!(
@@ -213,7 +213,7 @@ impl ArchiveDb {
         while let Some(row) = rows.next().map_err(db_err)? {
             let id: i64 = row.get(0).map_err(db_err)?;
             let at: i64 = row.get(at_index).map_err(db_err)?;
-            sink(&ArchiveRow {
+            sink(&SqliteArchiveRow {
                 id,
                 at,
                 row,
@@ -434,14 +434,14 @@ fn delete_batch(conn: &Connection, c: &Covered<'_>, batch: usize) -> Result<u64,
 /// One row on its way into an archive file: serializes as a JSON object with
 /// every column by name. BLOB columns (`dedup_key`, `rejected.body`) are
 /// lower-case hex.
-pub struct ArchiveRow<'a> {
+pub struct SqliteArchiveRow<'a> {
     id: i64,
     at: i64,
     row: &'a rusqlite::Row<'a>,
     names: &'a [String],
 }
 
-impl ArchiveRow<'_> {
+impl SqliteArchiveRow<'_> {
     /// The row's id.
     pub fn id(&self) -> i64 {
         self.id
@@ -453,26 +453,18 @@ impl ArchiveRow<'_> {
     }
 }
 
-struct Hex<'a>(&'a [u8]);
-
-impl std::fmt::Display for Hex<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
-    }
-}
-
-impl serde::Serialize for ArchiveRow<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(self.names.len()))?;
+impl SqliteArchiveRow<'_> {
+    /// Writes every column into `map`.
+    pub fn serialize_into<M: SerializeMap>(&self, map: &mut M) -> Result<(), M::Error> {
         for (i, name) in self.names.iter().enumerate() {
-            match self.row.get_ref(i).map_err(S::Error::custom)? {
+            match self.row.get_ref(i).map_err(M::Error::custom)? {
                 ValueRef::Null => map.serialize_entry(name, &())?,
                 ValueRef::Integer(v) => map.serialize_entry(name, &v)?,
                 ValueRef::Real(v) => map.serialize_entry(name, &v)?,
                 ValueRef::Text(t) => map.serialize_entry(name, &String::from_utf8_lossy(t))?,
-                ValueRef::Blob(b) => map.serialize_entry(name, &Hex(b).to_string())?,
+                ValueRef::Blob(b) => map.serialize_entry(name, &hex(b))?,
             }
         }
-        map.end()
+        Ok(())
     }
 }

@@ -13,9 +13,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-use super::{IngestBatch, IngestOutcome, Readiness, StoreError};
+pub(crate) use super::job::Job;
+
+use super::{Readiness, StoreError};
+use crate::archive::files::create_private_dir;
 use crate::config::{StorageSettings, Synchronous};
 use crate::metrics::WriterStats;
 
@@ -46,36 +49,6 @@ const WRITER_CACHE_KIB: i64 = -65_536;
 
 /// Reader connections kept open for reuse.
 const MAX_IDLE_READERS: usize = 4;
-
-/// Work for the writer thread.
-pub(crate) enum Job {
-    /// Store a request's events and quarantined items.
-    Ingest {
-        batch: IngestBatch,
-        keys: Vec<[u8; 16]>,
-        reply: oneshot::Sender<Result<IngestOutcome, StoreError>>,
-    },
-    /// Prove a durable write works.
-    Probe(oneshot::Sender<Result<(), StoreError>>),
-    /// Commit what is queued ahead, then stop.
-    Shutdown,
-}
-
-impl Job {
-    /// Wraps a batch, computing its dedup keys on the caller's thread so the
-    /// writer does only SQL.
-    pub(crate) fn ingest(
-        batch: IngestBatch,
-        reply: oneshot::Sender<Result<IngestOutcome, StoreError>>,
-    ) -> Job {
-        let keys = batch
-            .events
-            .iter()
-            .map(|e| e.dedup_key(&batch.client))
-            .collect();
-        Job::Ingest { batch, keys, reply }
-    }
-}
 
 /// Opens connections with the service's pragmas.
 #[derive(Clone)]
@@ -139,15 +112,6 @@ fn open_writer(settings: &StorageSettings) -> Result<(Opener, Connection, u32), 
         .map_err(|e| open_error(&path, e.to_string()))?;
     let before = migrate::migrate(&mut conn).map_err(|e| open_error(&path, e))?;
     Ok((opener, conn, before))
-}
-
-/// Creates `dir` (and parents) readable by the service user only.
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
 }
 
 pub(crate) fn migrate_only(settings: &StorageSettings) -> Result<(u32, u32), StoreError> {
@@ -214,14 +178,9 @@ impl SqliteStore {
             .readers
             .read(|c| c.pragma_query_value(None, "user_version", |r| r.get(0)))
             .await?;
-        let dir = self.data_dir.clone();
-        let free = tokio::task::spawn_blocking(move || fs4::available_space(dir))
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?
-            .map_err(|e| StoreError::Unavailable(format!("cannot read free space: {e}")))?;
         Ok(Readiness {
             schema_version,
-            free_mb: free / (1024 * 1024),
+            free_mb: super::free_mb(self.data_dir.clone()).await?,
         })
     }
 }

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use super::{admin::insert_audit, ReadPool, SqliteStore};
 use crate::archive::reader::{event_row, read_rows};
 use crate::store::archive::Kind;
-use crate::store::read::{RowEncoder, EXPORT_CHUNK_BYTES};
+use crate::store::read::{archived_row_matches, RowEncoder, EXPORT_CHUNK_BYTES};
 use crate::store::{AuditEntry, EventFilter, EventRow, MessageRow, StoreError};
 
 const EVENT_COLUMNS: &str = "id, client_id, channel, direction, provider_message_id, phone, \
@@ -233,7 +233,9 @@ fn stream(
                 let row = event_row(&row).map_err(|e| {
                     Failed::Archive(format!("an events row of client `{client}`: {e}"))
                 })?;
-                if !matches(filter, &row) || live.exists(params![row.id, row.received_at])? {
+                if !archived_row_matches(filter, &row)
+                    || live.exists(params![row.id, row.received_at])?
+                {
                     continue;
                 }
                 if !out.push(&row) {
@@ -247,15 +249,6 @@ fn stream(
     } else {
         Ended::Aborted
     })
-}
-
-/// Whether an archived row passes the filters the SQL applies to live rows
-/// (client and time are applied by the archive reader).
-fn matches(filter: &EventFilter, row: &EventRow) -> bool {
-    let is = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
-    is(&filter.channel, &row.channel)
-        && is(&filter.direction, &row.direction)
-        && is(&filter.status, &row.status)
 }
 
 /// Clients with live events or archived files, so an export of every client

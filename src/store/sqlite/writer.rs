@@ -115,13 +115,13 @@ impl Writer {
         let mut batch = Vec::new();
         while let Some(first) = rx.blocking_recv() {
             let mut stop = matches!(first, Job::Shutdown);
-            let mut events = job_events(&first);
+            let mut events = first.weight();
             batch.push(first);
             while !stop && events < self.max_events {
                 match rx.try_recv() {
                     Ok(Job::Shutdown) => stop = true,
                     Ok(job) => {
-                        events += job_events(&job);
+                        events += job.weight();
                         batch.push(job);
                     }
                     Err(_) => break,
@@ -140,7 +140,7 @@ impl Writer {
         let result = self.connection().and_then(|conn| write_batch(conn, batch));
         match result {
             Ok(outcomes) => {
-                let items = batch.iter().map(stored_items).sum();
+                let items = batch.iter().map(Job::stored_items).sum();
                 self.stats.committed(items, started.elapsed());
                 tracing::debug!(
                     jobs = batch.len(),
@@ -149,15 +149,11 @@ impl Writer {
                 );
                 let mut outcomes = outcomes.into_iter();
                 for job in batch.drain(..) {
-                    match job {
-                        Job::Ingest { reply, .. } => {
-                            let _ = reply.send(Ok(outcomes.next().unwrap_or_default()));
-                        }
-                        Job::Probe(reply) => {
-                            let _ = reply.send(Ok(()));
-                        }
-                        Job::Shutdown => {}
-                    }
+                    let outcome = match job {
+                        Job::Ingest { .. } => outcomes.next().unwrap_or_default(),
+                        _ => IngestOutcome::default(),
+                    };
+                    job.answer(Ok(outcome));
                 }
             }
             Err(e) => {
@@ -166,15 +162,7 @@ impl Writer {
                 self.conn = None;
                 let msg = e.to_string();
                 for job in batch.drain(..) {
-                    match job {
-                        Job::Ingest { reply, .. } => {
-                            let _ = reply.send(Err(StoreError::Unavailable(msg.clone())));
-                        }
-                        Job::Probe(reply) => {
-                            let _ = reply.send(Err(StoreError::Unavailable(msg.clone())));
-                        }
-                        Job::Shutdown => {}
-                    }
+                    job.answer(Err(StoreError::Unavailable(msg.clone())));
                 }
             }
         }
@@ -187,21 +175,6 @@ impl Writer {
             self.conn = Some(conn);
         }
         Ok(self.conn.as_mut().expect("connection was just opened"))
-    }
-}
-
-fn job_events(job: &Job) -> usize {
-    match job {
-        Job::Ingest { batch, .. } => batch.events.len() + batch.quarantined.len(),
-        Job::Probe(_) | Job::Shutdown => 1,
-    }
-}
-
-/// Events and quarantined items a job stores (probes store none).
-fn stored_items(job: &Job) -> usize {
-    match job {
-        Job::Ingest { batch, .. } => batch.events.len() + batch.quarantined.len(),
-        Job::Probe(_) | Job::Shutdown => 0,
     }
 }
 
