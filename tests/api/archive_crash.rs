@@ -171,13 +171,14 @@ async fn the_pruning_task_archives_expired_rows_on_its_own() {
     }
     let ids: Vec<i64> = {
         let db = app.db();
+        let days_100 = 100 * 86_400_000i64;
         db.execute(
-            "UPDATE events SET received_at = received_at - 100 * 86400000",
-            &[],
+            "UPDATE events SET received_at = received_at - ?1",
+            &[days_100.into()],
         );
         db.execute(
-            "UPDATE messages SET last_received_at = last_received_at - 100 * 86400000",
-            &[],
+            "UPDATE messages SET last_received_at = last_received_at - ?1",
+            &[days_100.into()],
         );
         db.col("SELECT id FROM events ORDER BY id", &[])
     };

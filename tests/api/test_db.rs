@@ -330,7 +330,8 @@ fn postgres_param(v: &Value, ty: &Type) -> Box<dyn ToSql + Sync + Send> {
     }
 }
 
-/// Cell `i` of a PostgreSQL row; the schema's types only (cast the rest).
+/// Cell `i` of a PostgreSQL row: the schema's types, plus the migrator's
+/// timestamps as Unix ms (cast anything else in the SQL).
 fn postgres_cell(row: &postgres::Row, i: usize) -> Value {
     let column = &row.columns()[i];
     let ty = column.type_();
@@ -349,6 +350,11 @@ fn postgres_cell(row: &postgres::Row, i: usize) -> Value {
     } else if *ty == Type::BYTEA {
         row.get::<_, Option<Vec<u8>>>(i)
             .map_or(Value::Null, Value::Blob)
+    } else if *ty == Type::TIMESTAMPTZ || *ty == Type::TIMESTAMP {
+        int(row.get::<_, Option<std::time::SystemTime>>(i).map(|t| {
+            let ms = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+            i64::try_from(ms).unwrap()
+        }))
     } else {
         panic!(
             "column `{}` is of PostgreSQL type {ty}; cast it to bigint, text or bytea in the SQL",
