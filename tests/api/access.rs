@@ -9,7 +9,7 @@ use std::process::{Child, Command};
 use authkey_receiver::access::proxies::ForwardedHeader;
 use authkey_receiver::config::ClientSettings;
 
-use crate::helpers::{json_with_status, spawn_app_with, TestApp};
+use crate::helpers::{backend_env, json_with_status, spawn_app_with, TestApp, TestDb};
 
 const BODY: &str = "logid=acc1&mobile=919876500001&status=sent";
 
@@ -51,12 +51,7 @@ async fn post_from(
 
 fn source_ips(app: &TestApp) -> Vec<String> {
     app.db()
-        .prepare("SELECT source_ip FROM events ORDER BY id")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+        .col("SELECT source_ip FROM events ORDER BY id", &[])
 }
 
 async fn assert_denied(resp: reqwest::Response) {
@@ -234,16 +229,16 @@ async fn the_url_token_never_reaches_the_log_or_the_database_files() {
     let log = stop_and_read_log(child, tmp.path());
     assert!(log.contains("missing or wrong url token"), "{log}");
     assert!(!log.contains(TOKEN), "the token is in the log:\n{log}");
-    let conn = rusqlite::Connection::open(data.join("receiver.db")).unwrap();
-    let rows: i64 = conn
-        .query_row(
-            "SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM rejected)",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let db = TestDb::open(&data);
+    let rows: i64 = db.one(
+        "SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM rejected)",
+        &[],
+    );
     assert_eq!(rows, 4, "two events and two quarantined bodies");
-    drop(conn);
+    let stored = db.all_text();
+    assert!(stored.contains("acc2"), "{stored}");
+    assert!(!stored.contains(TOKEN), "the token is in the database");
+    drop(db);
     for entry in std::fs::read_dir(&data).unwrap() {
         let path = entry.unwrap().path();
         if path.is_file() {
@@ -281,14 +276,10 @@ async fn a_denied_address_is_logged_with_the_client_and_stores_nothing() {
         .unwrap_or_else(|| panic!("no denial line in:\n{log}"));
     assert!(line.contains("127.0.0.9"), "{line}");
     assert!(line.contains("\"client\":\"default\""), "{line}");
-    let db = rusqlite::Connection::open(tmp.path().join("data/receiver.db")).unwrap();
-    let rows: i64 = db
-        .query_row(
-            "SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM rejected)",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let rows: i64 = TestDb::open(&tmp.path().join("data")).one(
+        "SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM rejected)",
+        &[],
+    );
     assert_eq!(rows, 0);
 }
 
@@ -302,6 +293,7 @@ fn serve_logged(dir: &Path, env: &[(&str, &str)]) -> (Child, SocketAddr) {
         .env("AUTHKEY_RECEIVER__SERVER__LISTEN", "127.0.0.1:0")
         .env("AUTHKEY_RECEIVER__STORAGE__DATA_DIR", &data)
         .env("AUTHKEY_RECEIVER__ARCHIVE__DIR", data.join("archive"))
+        .envs(backend_env(&data))
         .env("AUTHKEY_RECEIVER__LOG__LEVEL", "trace")
         .env("AUTHKEY_RECEIVER__LOG__FORMAT", "json")
         .envs(env.iter().copied())

@@ -9,6 +9,7 @@ use authkey_receiver::archive::reader::read_rows;
 use authkey_receiver::store::archive::Kind;
 
 use crate::archive_support::*;
+use crate::helpers::{on_postgres, skip_on_postgres};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_months_ahead_moves_only_standard_rows_and_thirteen_moves_banking_too() {
@@ -17,12 +18,10 @@ async fn three_months_ahead_moves_only_standard_rows_and_thirteen_moves_banking_
     let old = at_months_ahead(0) - chrono::Months::new(13);
     let recent = at_months_ahead(0) - chrono::Months::new(1);
     for at in [old, recent] {
-        fx.db()
-            .execute(
-                "INSERT INTO audit_log (at, actor, action) VALUES (?1, 'test', 'export')",
-                [at.timestamp_millis()],
-            )
-            .unwrap();
+        fx.db().execute(
+            "INSERT INTO audit_log (at, actor, action) VALUES (?1, 'test', 'export')",
+            &[at.timestamp_millis().into()],
+        );
     }
 
     let out = fx.archive(&["--now", &months_ahead(3)]);
@@ -30,12 +29,7 @@ async fn three_months_ahead_moves_only_standard_rows_and_thirteen_moves_banking_
     assert_moved_exactly_once(&fx, &before, &["std", "hold"]);
     let audit: i64 = fx
         .db()
-        .query_row(
-            "SELECT count(*) FROM audit_log WHERE actor = 'test'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+        .one("SELECT count(*) FROM audit_log WHERE actor = 'test'", &[]);
     assert_eq!(
         audit, 1,
         "the 13-month-old audit row goes, the recent one stays"
@@ -46,11 +40,11 @@ async fn three_months_ahead_moves_only_standard_rows_and_thirteen_moves_banking_
 
     fx.archive(&["--now", &months_ahead(13)]);
     assert_moved_exactly_once(&fx, &before, &["std", "hold", "custom", "bank"]);
-    let free: i64 = fx
-        .db()
-        .query_row("PRAGMA freelist_count", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(free, 0, "free pages were handed back");
+    if !on_postgres() {
+        // SQLite keeps freed pages in the file unless the job vacuums.
+        let free: i64 = fx.db().one("PRAGMA freelist_count", &[]);
+        assert_eq!(free, 0, "free pages were handed back");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -72,14 +66,10 @@ async fn archive_files_are_private_gzip_ndjson_with_checksums_and_ledger_rows() 
             .unwrap()
             .to_string_lossy()
             .into_owned();
-        let (rows, sha): (i64, String) = fx
-            .db()
-            .query_row(
-                "SELECT rows, sha256 FROM archive_files WHERE path = ?1",
-                [&rel],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .unwrap();
+        let (rows, sha): (i64, String) = fx.db().row(
+            "SELECT rows, sha256 FROM archive_files WHERE path = ?1",
+            &[(&rel).into()],
+        );
         assert_eq!(rows as usize, lines(f).len(), "{rel}");
         assert_eq!(sha.len(), 64);
         assert!(out.contains(&rel), "summary names {rel}: {out}");
@@ -200,24 +190,16 @@ async fn archive_files_are_deleted_after_keep_months_with_an_audit_row_unless_on
         "empty dirs removed"
     );
     assert_eq!(archive_files(&fx.archive_dir().join("hold")), hold_files);
-    let audited: i64 = fx
-        .db()
-        .query_row(
-            "SELECT count(*) FROM audit_log WHERE action = 'archive_file_deleted' \
-             AND client_id = 'std' AND filters LIKE '%\"path\":\"std/%'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let audited: i64 = fx.db().one(
+        "SELECT count(*) FROM audit_log WHERE action = 'archive_file_deleted' \
+         AND client_id = 'std' AND filters LIKE '%\"path\":\"std/%'",
+        &[],
+    );
     assert_eq!(audited as usize, std_files.len());
-    let ledger: i64 = fx
-        .db()
-        .query_row(
-            "SELECT count(*) FROM archive_files WHERE client_id = 'std'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let ledger: i64 = fx.db().one(
+        "SELECT count(*) FROM archive_files WHERE client_id = 'std'",
+        &[],
+    );
     assert_eq!(ledger, 0);
     let verify = fx.run(&["verify-archive"], &[]);
     assert!(
@@ -396,6 +378,9 @@ async fn an_unrecorded_file_whose_rows_are_gone_is_kept_reported_and_fails_the_r
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn archive_without_a_usable_database_fails_with_the_reason() {
+    if skip_on_postgres("a missing or unopenable receiver.db is a SQLite condition") {
+        return;
+    }
     let tmp = tempfile::tempdir().unwrap();
     let run = |args: &[&str], data: &std::path::Path| {
         std::process::Command::new(env!("CARGO_BIN_EXE_authkey-receiver"))
@@ -439,7 +424,8 @@ async fn rows_that_reuse_ids_of_an_archived_range_are_archived_not_lost() {
         .iter()
         .map(|r| r["id"].as_i64().unwrap())
         .collect();
-    // `hold` had the highest ids; once deleted, SQLite hands them out again.
+    // `hold` had the highest ids; once deleted, SQLite hands them out again
+    // (a PostgreSQL sequence never does; the rows must be archived all the same).
     let resp = fx
         .app
         .post_callback(
@@ -452,11 +438,13 @@ async fn rows_that_reuse_ids_of_an_archived_range_are_archived_not_lost() {
     assert_eq!(resp.status().as_u16(), 200);
     let late = fx.rows("events", "hold");
     assert_eq!(late.len(), 2);
-    assert!(
-        late.iter()
-            .all(|r| old.contains(&r["id"].as_i64().unwrap())),
-        "the new rows reuse archived ids: {late:?} vs {old:?}"
-    );
+    if !on_postgres() {
+        assert!(
+            late.iter()
+                .all(|r| old.contains(&r["id"].as_i64().unwrap())),
+            "the new rows reuse archived ids: {late:?} vs {old:?}"
+        );
+    }
     fx.archive(&["--now", &now]);
     assert!(fx.rows("events", "hold").is_empty());
     let lines: Vec<serde_json::Value> = archive_files(&fx.archive_dir().join("hold"))

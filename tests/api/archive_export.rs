@@ -10,7 +10,7 @@ use authkey_receiver::export::rfc3339;
 use serde_json::{json, Value};
 
 use crate::archive_support::*;
-use crate::helpers::json_with_status;
+use crate::helpers::{json_with_status, on_postgres};
 
 /// Numbers ingested after the archive run, as providers send them.
 const NEW_PHONES: [&str; 2] = ["447911123456", "14155552671"];
@@ -88,14 +88,10 @@ async fn export_lines(fx: &Fixture, token: &str, query: &str) -> Vec<String> {
 
 /// `filters` of the newest audit row.
 fn last_audit_filters(fx: &Fixture) -> Value {
-    let text: String = fx
-        .db()
-        .query_row(
-            "SELECT filters FROM audit_log WHERE action = 'export' ORDER BY id DESC LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let text: String = fx.db().one(
+        "SELECT filters FROM audit_log WHERE action = 'export' ORDER BY id DESC LIMIT 1",
+        &[],
+    );
     serde_json::from_str(&text).unwrap()
 }
 
@@ -137,11 +133,15 @@ async fn an_http_export_with_the_archive_returns_every_row_once_masked_as_before
         .await;
     json_with_status(resp, 200).await;
     let live = db_keys(&fx);
-    let reused = live
-        .iter()
-        .filter(|k| k.0 == "std" && moved.iter().any(|m| m.1 == k.1))
-        .count();
-    assert!(reused > 0, "new rows reuse ids of archived rows");
+    if !on_postgres() {
+        // SQLite hands the archived ids out again (a PostgreSQL sequence
+        // never does): rows are told apart by more than their id.
+        let reused = live
+            .iter()
+            .filter(|k| k.0 == "std" && moved.iter().any(|m| m.1 == k.1))
+            .count();
+        assert!(reused > 0, "new rows reuse ids of archived rows");
+    }
 
     let lines = export_lines(&fx, &token, query).await;
     let got = once_each(keys(&lines));

@@ -11,12 +11,11 @@ use std::time::Duration;
 
 use authkey_receiver::config::Settings;
 use chrono::{DateTime, Months, Utc};
-use rusqlite::types::ValueRef;
-use rusqlite::Connection;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
-use crate::helpers::{spawn_app_in, TestApp};
+use crate::helpers::{backend_toml, spawn_app_in, TestApp, TestDb};
+use crate::test_db::Value as Cell;
 
 pub const CLIENTS: [&str; 4] = ["std", "bank", "custom", "hold"];
 pub const TABLES: [&str; 3] = ["events", "messages", "rejected"];
@@ -31,7 +30,7 @@ fn config_text(data: &Path, batch_rows: usize) -> String {
     format!(
         r#"[storage]
 data_dir = "{data}"
-[archive]
+{backend}[archive]
 dir = "{data}/archive"
 batch_rows = {batch_rows}
 [retention]
@@ -51,7 +50,8 @@ id = "hold"
 class = "standard"
 legal_hold = true
 "#,
-        data = data.display()
+        data = data.display(),
+        backend = backend_toml(data),
     )
 }
 
@@ -119,7 +119,7 @@ impl Fixture {
         self.data().join("archive")
     }
 
-    pub fn db(&self) -> Connection {
+    pub fn db(&self) -> TestDb {
         self.app.db()
     }
 
@@ -150,9 +150,7 @@ impl Fixture {
     }
 
     pub fn count_all(&self, table: &str) -> i64 {
-        self.db()
-            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-            .unwrap()
+        self.db().count(table)
     }
 
     /// Every row of `table` for `client`, as the archive writes it.
@@ -176,32 +174,34 @@ impl Fixture {
     }
 }
 
-pub fn rows_of(conn: &Connection, table: &str, client: &str) -> Vec<Value> {
-    let mut stmt = conn
-        .prepare(&format!(
-            "SELECT * FROM {table} WHERE client_id = ?1 ORDER BY id"
-        ))
-        .unwrap();
-    let names: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
-    let mut rows = stmt.query([client]).unwrap();
-    let mut out = Vec::new();
-    while let Some(row) = rows.next().unwrap() {
-        let mut obj = serde_json::Map::new();
-        for (i, name) in names.iter().enumerate() {
-            let v = match row.get_ref(i).unwrap() {
-                ValueRef::Null => Value::Null,
-                ValueRef::Integer(n) => json!(n),
-                ValueRef::Real(f) => json!(f),
-                ValueRef::Text(t) => json!(String::from_utf8_lossy(t)),
-                ValueRef::Blob(b) => {
-                    json!(b.iter().map(|x| format!("{x:02x}")).collect::<String>())
-                }
-            };
-            obj.insert(name.clone(), v);
-        }
-        out.push(Value::Object(obj));
-    }
-    out
+pub fn rows_of(db: &TestDb, table: &str, client: &str) -> Vec<Value> {
+    let found = db.query_rows(
+        &format!("SELECT * FROM {table} WHERE client_id = ?1 ORDER BY id"),
+        &[client.into()],
+    );
+    found
+        .rows
+        .into_iter()
+        .map(|row| {
+            let obj = found
+                .columns
+                .iter()
+                .zip(row)
+                .map(|(name, cell)| {
+                    let v = match cell {
+                        Cell::Null => Value::Null,
+                        Cell::Int(n) => json!(n),
+                        Cell::Text(t) => json!(t),
+                        Cell::Blob(b) => {
+                            json!(b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+                        }
+                    };
+                    (name.clone(), v)
+                })
+                .collect();
+            Value::Object(obj)
+        })
+        .collect()
 }
 
 /// Every `*.ndjson.gz` under `root`, sorted.

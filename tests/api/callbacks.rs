@@ -16,25 +16,11 @@ type EventRow = (
 );
 
 fn event_row(app: &crate::helpers::TestApp, logid: &str) -> EventRow {
-    app.db()
-        .query_row(
-            "SELECT channel, direction, phone, provider_status, status, error_code, event_at, payload \
-             FROM events WHERE provider_message_id = ?1",
-            [logid],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                ))
-            },
-        )
-        .unwrap()
+    app.db().row(
+        "SELECT channel, direction, phone, provider_status, status, error_code, event_at, payload \
+         FROM events WHERE provider_message_id = ?1",
+        &[logid.into()],
+    )
 }
 
 #[tokio::test]
@@ -106,14 +92,7 @@ async fn every_channel_accepts_a_flat_callback() {
             format!("logid=ch{i}&mobile=919876500010&status=delivered&time=2026-05-28+10:00:00");
         json_with_status(app.post_form(channel, &body).await, 200).await;
     }
-    let channels: Vec<String> = app
-        .db()
-        .prepare("SELECT channel FROM events ORDER BY id")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let channels: Vec<String> = app.db().col("SELECT channel FROM events ORDER BY id", &[]);
     assert_eq!(channels, ["sms", "whatsapp", "rcs", "voice", "email"]);
 }
 
@@ -132,10 +111,7 @@ async fn a_provider_retry_is_answered_200_as_a_duplicate_and_stored_once() {
         json!({"accepted": 0, "duplicates": 1, "rejected": 0})
     );
     assert_eq!(app.count("events"), 1);
-    let count: i64 = app
-        .db()
-        .query_row("SELECT event_count FROM messages", [], |r| r.get(0))
-        .unwrap();
+    let count: i64 = app.db().one("SELECT event_count FROM messages", &[]);
     assert_eq!(count, 1);
 }
 
@@ -167,10 +143,7 @@ async fn a_later_status_climbs_but_an_earlier_one_never_moves_the_state_back() {
     }
     let (status, events): (String, i64) = app
         .db()
-        .query_row("SELECT status, event_count FROM messages", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .unwrap();
+        .row("SELECT status, event_count FROM messages", &[]);
     assert_eq!(status, "read");
     assert_eq!(events, 3);
     assert_eq!(app.count("events"), 3);

@@ -1,7 +1,7 @@
 //! Durability: a process killed with SIGKILL while requests are in flight
 //! keeps every callback it answered 200.
 
-use crate::helpers::{spawn_binary, stored_ids, Load};
+use crate::helpers::{spawn_binary, stored_ids, Load, TestDb};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_callback_answered_200_survives_a_sigkill_mid_load() {
@@ -13,7 +13,7 @@ async fn every_callback_answered_200_survives_a_sigkill_mid_load() {
     child.kill().unwrap();
     child.wait().unwrap();
     let acked = load.finish().await;
-    let stored = stored_ids(&tmp.path().join("receiver.db"));
+    let stored = stored_ids(&TestDb::open(tmp.path()));
     let lost: Vec<_> = acked.difference(&stored).collect();
     assert!(
         lost.is_empty(),
@@ -23,7 +23,7 @@ async fn every_callback_answered_200_survives_a_sigkill_mid_load() {
     );
     assert!(acked.len() >= 500);
 
-    // The restarted service opens the same file and takes traffic again.
+    // The restarted service opens the same database and takes traffic again.
     let (mut again, addr) = spawn_binary(tmp.path(), &[]);
     let resp = reqwest::Client::new()
         .get(format!(

@@ -306,14 +306,10 @@ async fn the_allowlist_judges_the_original_client_address_behind_nginx() {
             .await
             .unwrap();
     assert_eq!(status, 200, "{body}");
-    let source: String = app
-        .db()
-        .query_row(
-            "SELECT source_ip FROM events WHERE provider_message_id = 'ngx-1'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let source: String = app.db().one(
+        "SELECT source_ip FROM events WHERE provider_message_id = 'ngx-1'",
+        &[],
+    );
     assert_eq!(source, "127.0.0.2");
     // The same callback straight from nginx's own address is not allowed.
     let direct = app

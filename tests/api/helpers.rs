@@ -1,13 +1,16 @@
 //! One helper per endpoint, plus `spawn_app()`: the real `Application` on a
-//! random loopback port with a fresh SQLite file in a temp dir.
+//! random loopback port with a fresh database (a SQLite file in a temp dir,
+//! or a PostgreSQL database: see backend.rs) for its data dir.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use authkey_receiver::config::Settings;
 use authkey_receiver::startup::Application;
-use rusqlite::Connection;
 use tempfile::TempDir;
+
+pub use crate::backend::{backend_env, backend_toml, on_postgres, skip_on_postgres};
+pub use crate::test_db::{TestDb, Value};
 
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -16,7 +19,8 @@ pub struct TestApp {
     _tmp: Option<TempDir>,
 }
 
-/// Settings for tests: the embedded default on port 0 in a temp dir.
+/// Settings for tests: the embedded default on port 0 in a temp dir, on
+/// this run's backend.
 pub fn test_settings(data_dir: &Path) -> Settings {
     let mut s = Settings::default();
     s.server.listen = "127.0.0.1:0".parse().unwrap();
@@ -24,6 +28,7 @@ pub fn test_settings(data_dir: &Path) -> Settings {
     s.storage.data_dir = data_dir.to_path_buf();
     s.storage.min_free_mb = 0;
     s.archive.dir = data_dir.join("archive");
+    crate::backend::use_backend(&mut s);
     s
 }
 
@@ -50,7 +55,6 @@ pub async fn spawn_app_in(dir: &Path, configure: impl FnOnce(&mut Settings)) -> 
         addr,
         http: reqwest::Client::new(),
         data_dir: dir.to_path_buf(),
-
         _tmp: None,
     }
 }
@@ -119,14 +123,13 @@ impl TestApp {
         self.http.get(self.url(path)).send().await.unwrap()
     }
 
-    pub fn db(&self) -> Connection {
-        Connection::open(self.data_dir.join("receiver.db")).unwrap()
+    /// The app's database, for assertions.
+    pub fn db(&self) -> TestDb {
+        TestDb::open(&self.data_dir)
     }
 
     pub fn count(&self, table: &str) -> i64 {
-        self.db()
-            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-            .unwrap()
+        self.db().count(table)
     }
 }
 
@@ -160,6 +163,7 @@ pub fn spawn_binary_logged(
         .env("AUTHKEY_RECEIVER__SERVER__LISTEN", "127.0.0.1:0")
         .env("AUTHKEY_RECEIVER__STORAGE__DATA_DIR", data_dir)
         .env("AUTHKEY_RECEIVER__ARCHIVE__DIR", data_dir.join("archive"))
+        .envs(backend_env(data_dir))
         .envs(env.iter().copied())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -196,6 +200,7 @@ pub fn cli(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process
         .env_remove("AUTHKEY_RECEIVER_CONFIG")
         .env("AUTHKEY_RECEIVER__STORAGE__DATA_DIR", data_dir)
         .env("AUTHKEY_RECEIVER__ARCHIVE__DIR", data_dir.join("archive"))
+        .envs(backend_env(data_dir))
         .envs(env.iter().copied())
         .output()
         .unwrap()
@@ -292,28 +297,26 @@ impl TestApp {
 
     /// Audit rows as (actor, role, action, outcome, rows, reason), oldest first.
     pub fn audit_rows(&self) -> Vec<AuditRow> {
-        let db = self.db();
-        let mut stmt = db
-            .prepare(
+        self.db()
+            .rows(
                 "SELECT actor, role, action, outcome, rows, reason, client_id, source_ip \
                  FROM audit_log ORDER BY id",
+                &[],
             )
-            .unwrap();
-        stmt.query_map([], |r| {
-            Ok(AuditRow {
-                actor: r.get(0)?,
-                role: r.get(1)?,
-                action: r.get(2)?,
-                outcome: r.get(3)?,
-                rows: r.get(4)?,
-                reason: r.get(5)?,
-                client: r.get(6)?,
-                source: r.get(7)?,
-            })
-        })
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
+            .into_iter()
+            .map(
+                |(actor, role, action, outcome, rows, reason, client, source)| AuditRow {
+                    actor,
+                    role,
+                    action,
+                    outcome,
+                    rows,
+                    reason,
+                    client,
+                    source,
+                },
+            )
+            .collect()
     }
 
     /// The latest audit row.
@@ -441,15 +444,9 @@ impl Load {
     }
 }
 
-/// The provider message ids of every stored event in a database file.
-pub fn stored_ids(db: &Path) -> std::collections::HashSet<String> {
-    let conn = Connection::open(db).unwrap();
-    let ids = conn
-        .prepare("SELECT provider_message_id FROM events")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    ids
+/// The provider message ids of every stored event in `db`.
+pub fn stored_ids(db: &TestDb) -> std::collections::HashSet<String> {
+    db.col("SELECT provider_message_id FROM events", &[])
+        .into_iter()
+        .collect()
 }

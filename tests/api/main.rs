@@ -1,10 +1,12 @@
-//! Black-box tests: real HTTP on a random loopback port, real SQLite files.
+//! Black-box tests: real HTTP on a random loopback port, real databases:
+//! SQLite files, or PostgreSQL with `AUTHKEY_TEST_POSTGRES_URL` (backend.rs).
 
 mod access;
 mod archive;
 mod archive_crash;
 mod archive_export;
 mod archive_support;
+mod backend;
 mod backup;
 mod callbacks;
 mod config_cli;
@@ -26,4 +28,5 @@ mod secret_files;
 mod shutdown;
 mod signatures;
 mod storage_faults;
+mod test_db;
 mod tls;

@@ -13,24 +13,18 @@ fn meta_status(id: &str, status: &str, ts: i64) -> String {
 
 /// (status, provider_status, event_count, first_seen_at, last_event_at)
 fn state(app: &TestApp, id: &str) -> (String, String, i64, i64, Option<i64>) {
-    app.db()
-        .query_row(
-            "SELECT status, provider_status, event_count, first_seen_at, last_event_at \
-             FROM messages WHERE provider_message_id = ?1 AND recipient = '+919876543210'",
-            [id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-        )
-        .unwrap()
+    app.db().row(
+        "SELECT status, provider_status, event_count, first_seen_at, last_event_at \
+         FROM messages WHERE provider_message_id = ?1 AND recipient = '+919876543210'",
+        &[id.into()],
+    )
 }
 
 fn history(app: &TestApp, id: &str) -> Vec<String> {
-    app.db()
-        .prepare("SELECT status FROM events WHERE provider_message_id = ?1 ORDER BY id")
-        .unwrap()
-        .query_map([id], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    app.db().col(
+        "SELECT status FROM events WHERE provider_message_id = ?1 ORDER BY id",
+        &[id.into()],
+    )
 }
 
 #[tokio::test]
@@ -71,10 +65,7 @@ async fn failed_then_delivered_becomes_delivered_and_the_failure_stays_in_histor
         )
         .await;
     json_with_status(resp, 200).await;
-    let error_code: Option<String> = app
-        .db()
-        .query_row("SELECT error_code FROM messages", [], |r| r.get(0))
-        .unwrap();
+    let error_code: Option<String> = app.db().one("SELECT error_code FROM messages", &[]);
     assert_eq!(state(&app, "wamid.fd").0, "delivered");
     assert_eq!(error_code, None);
     assert_eq!(history(&app, "wamid.fd"), ["failed", "delivered"]);

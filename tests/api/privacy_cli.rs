@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use authkey_receiver::startup::{Application, StartError};
 
-use crate::helpers::{cli, json_with_status, spawn_app_in, spawn_binary_logged, test_settings};
+use crate::helpers::{
+    cli, json_with_status, spawn_app_in, spawn_binary_logged, test_settings, TestDb,
+};
 
 fn stdout(out: &std::process::Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
@@ -35,12 +37,8 @@ fn token_create_prints_the_token_alone_on_its_last_line_and_stores_only_a_hash()
         "{text}"
     );
 
-    let db = rusqlite::Connection::open(tmp.path().join("receiver.db")).unwrap();
-    let (hash, role): (Vec<u8>, String) = db
-        .query_row("SELECT token_hash, role FROM api_tokens", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .unwrap();
+    let (hash, role): (Vec<u8>, String) =
+        TestDb::open(tmp.path()).row("SELECT token_hash, role FROM api_tokens", &[]);
     use sha2::Digest;
     assert_eq!(hash, sha2::Sha256::digest(token.as_bytes()).to_vec());
     assert_eq!(role, "owner");

@@ -26,50 +26,54 @@ struct Row {
 
 fn rows(app: &TestApp) -> Vec<Row> {
     app.db()
-        .prepare(
+        .rows(
             "SELECT channel, direction, provider_message_id, phone, status, provider_status, \
              error_code, event_at, text, media, reply_to FROM events ORDER BY id",
+            &[],
         )
-        .unwrap()
-        .query_map([], |r| {
-            Ok(Row {
-                channel: r.get(0)?,
-                direction: r.get(1)?,
-                id: r.get(2)?,
-                phone: r.get(3)?,
-                status: r.get(4)?,
-                provider_status: r.get(5)?,
-                error_code: r.get(6)?,
-                event_at: r.get(7)?,
-                text: r.get(8)?,
-                media: r.get(9)?,
-                reply_to: r.get(10)?,
-            })
-        })
-        .unwrap()
-        .map(Result::unwrap)
+        .into_iter()
+        .map(
+            |(
+                channel,
+                direction,
+                id,
+                phone,
+                status,
+                provider_status,
+                error_code,
+                event_at,
+                text,
+                media,
+                reply_to,
+            )| Row {
+                channel,
+                direction,
+                id,
+                phone,
+                status,
+                provider_status,
+                error_code,
+                event_at,
+                text,
+                media,
+                reply_to,
+            },
+        )
         .collect()
 }
 
 fn quarantine(app: &TestApp) -> Vec<(String, Option<String>, Vec<u8>)> {
-    app.db()
-        .prepare("SELECT code, content_type, body FROM rejected ORDER BY id")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    app.db().rows(
+        "SELECT code, content_type, body FROM rejected ORDER BY id",
+        &[],
+    )
 }
 
 fn payload(app: &TestApp, id: &str) -> Value {
-    let text: String = app
-        .db()
-        .query_row(
-            "SELECT payload FROM events WHERE provider_message_id = ?1",
-            [id],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let text: String = app.db().one(
+        "SELECT payload FROM events WHERE provider_message_id = ?1",
+        &[id.into()],
+    );
     serde_json::from_str(&text).unwrap()
 }
 
@@ -129,16 +133,10 @@ async fn meta_status_envelope_becomes_one_event_per_status_with_the_failure_code
     let kept = payload(&app, WAMID_FAILED);
     assert_eq!(kept["errors"][0]["code"], 131026);
     assert_eq!(kept["metadata"]["phone_number_id"], "114896151713920");
-    let state: Vec<(String, String, Option<String>, i64)> = app
-        .db()
-        .prepare(
-            "SELECT provider_message_id, status, error_code, event_count FROM messages ORDER BY id",
-        )
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let state: Vec<(String, String, Option<String>, i64)> = app.db().rows(
+        "SELECT provider_message_id, status, error_code, event_count FROM messages ORDER BY id",
+        &[],
+    );
     assert_eq!(
         state,
         [
@@ -267,10 +265,7 @@ async fn a_meta_value_holding_only_errors_is_quarantined_as_provider_error_and_a
     assert_eq!(q[0].0, "provider_error");
     let kept: Value = serde_json::from_slice(&q[0].2).unwrap();
     assert_eq!(kept["errors"][0]["code"], 131000);
-    let reason: String = app
-        .db()
-        .query_row("SELECT reason FROM rejected", [], |r| r.get(0))
-        .unwrap();
+    let reason: String = app.db().one("SELECT reason FROM rejected", &[]);
     assert!(reason.contains("131000 Something went wrong"), "{reason}");
     assert_eq!(app.count("events"), 0);
 }

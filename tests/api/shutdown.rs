@@ -1,11 +1,11 @@
 //! Graceful shutdown of the real binary: SIGTERM or SIGINT stops accepting,
 //! lets in-flight requests finish, flushes the writer and exits 0 within
-//! `server.shutdown_timeout`; every callback answered 200 is on disk.
+//! `server.shutdown_timeout`; every callback answered 200 is stored.
 
 use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
-use crate::helpers::{spawn_binary, stored_ids, Load};
+use crate::helpers::{spawn_binary, stored_ids, Load, TestDb};
 
 const SHUTDOWN_TIMEOUT: &str = "5s";
 
@@ -54,7 +54,7 @@ async fn sigterm_under_load_exits_0_and_every_200_has_its_row() {
     let acked = load.finish().await;
     assert_eq!(status.code(), Some(0), "{status}");
 
-    let stored = stored_ids(&tmp.path().join("receiver.db"));
+    let stored = stored_ids(&TestDb::open(tmp.path()));
     let lost: Vec<_> = acked.difference(&stored).collect();
     assert!(
         lost.is_empty(),
@@ -109,7 +109,7 @@ async fn in_flight_request_survives(sig: &str) {
             .await
             .unwrap();
     assert_eq!(status.code(), Some(0), "{status}");
-    assert!(stored_ids(&tmp.path().join("receiver.db")).contains("inflight-1"));
+    assert!(stored_ids(&TestDb::open(tmp.path())).contains("inflight-1"));
 }
 
 fn tokio_stream(
@@ -165,5 +165,5 @@ async fn a_request_still_open_at_the_deadline_does_not_hold_the_exit() {
         "a request cut off at the deadline is never answered 200"
     );
     drop(tx);
-    assert!(!stored_ids(&tmp.path().join("receiver.db")).contains("never-finished"));
+    assert!(!stored_ids(&TestDb::open(tmp.path())).contains("never-finished"));
 }
