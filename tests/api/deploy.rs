@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::helpers::{spawn_app_with, tool_available, TestApp};
+use crate::pg_support::{Node, PgCluster};
 
 fn deploy_file(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -49,6 +50,12 @@ impl Nginx {
     }
 
     fn prepare(upstream: SocketAddr) -> Nginx {
+        Nginx::prepare_for(&[upstream])
+    }
+
+    /// The shipped site with one upstream `server` line per receiver, as
+    /// README's "Several receivers on one PostgreSQL" says to list them.
+    fn prepare_for(upstreams: &[SocketAddr]) -> Nginx {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path();
         // Worker processes (nobody, when the tests run as root) read below here.
@@ -97,11 +104,8 @@ impl Nginx {
             &format!("listen 127.0.0.1:{http_port};"),
         );
         let site = swap(site, "listen [::]:80;", "");
-        let site = swap(
-            site,
-            "server 127.0.0.1:8080;",
-            &format!("server {upstream};"),
-        );
+        let servers: Vec<String> = upstreams.iter().map(|u| format!("server {u};")).collect();
+        let site = swap(site, "server 127.0.0.1:8080;", &servers.join("\n    "));
         let site = swap(
             site,
             "/var/log/nginx/authkey-receiver.access.log",
@@ -385,4 +389,60 @@ fn the_dockerfile_builds_in_stages_and_runs_as_a_non_root_user() {
         "{user}"
     );
     assert!(text.contains("cargo build --release --locked"));
+}
+
+/// README's two receivers on one PostgreSQL behind the shipped nginx site:
+/// with one receiver gone, nginx hands its callbacks to the other, and a
+/// callback sent again is a duplicate whichever receiver gets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_hands_callbacks_to_the_other_receiver_when_one_is_gone() {
+    if !Nginx::tools_available() {
+        return;
+    }
+    let Some(pg) = PgCluster::start() else {
+        return;
+    };
+    let (first, second) = (Node::start(&pg), Node::start(&pg));
+    let mut nginx = Nginx::prepare_for(&[first.addr, second.addr]);
+    nginx.start();
+    let callback = |n: u32| {
+        format!("/v1/callbacks/default/sms?logid=two-{n}&mobile=9198765{n:05}&status=DELIVRD")
+    };
+    let (nginx, outcomes) = tokio::task::spawn_blocking(move || {
+        let mut outcomes = Vec::new();
+        for n in 0..4 {
+            outcomes.push(nginx.curl("127.0.0.1", &callback(n), &[]));
+        }
+        drop(first);
+        for n in 4..12 {
+            outcomes.push(nginx.curl("127.0.0.1", &callback(n), &[]));
+        }
+        // The first callbacks again: stored by either receiver, still known.
+        for n in 0..4 {
+            outcomes.push(nginx.curl("127.0.0.1", &callback(n), &[]));
+        }
+        (nginx, outcomes)
+    })
+    .await
+    .unwrap();
+    for (i, (status, body)) in outcomes.iter().enumerate() {
+        assert_eq!(*status, 200, "callback {i} through nginx: {body}");
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        let expected = if i < 12 { (1, 0) } else { (0, 1) };
+        assert_eq!(
+            (
+                body["accepted"].as_u64().unwrap(),
+                body["duplicates"].as_u64().unwrap()
+            ),
+            expected,
+            "callback {i}: {body}"
+        );
+    }
+    assert_eq!(pg.count("SELECT count(*) FROM events"), 12);
+    assert_eq!(
+        pg.count("SELECT count(DISTINCT provider_message_id) FROM events"),
+        12
+    );
+    drop(nginx);
+    drop(second);
 }
