@@ -36,9 +36,12 @@ const LEASE_RENEW: Duration = Duration::from_secs(60);
 /// How long dropping an emptied partition waits for its lock on `events`.
 const PARTITION_LOCK_WAIT_MS: u32 = 200;
 
-/// Tries at taking a held lease, [`LEASE_RETRY`] apart.
-const LEASE_ATTEMPTS: u32 = 10;
-const LEASE_RETRY: Duration = Duration::from_millis(100);
+/// Tries at taking a held lease, [`LEASE_RETRY`] apart: long enough for the
+/// server process of a killed holder to notice and go (milliseconds), short
+/// enough that a run starting beside a live one is turned away rather than
+/// run after it.
+const LEASE_ATTEMPTS: u32 = 5;
+const LEASE_RETRY: Duration = Duration::from_millis(50);
 
 /// The database's clock in Unix ms, so nodes with skewed clocks agree.
 const DB_NOW: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
