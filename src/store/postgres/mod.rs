@@ -166,9 +166,8 @@ impl PgStore {
     pub(crate) fn open(settings: &StorageSettings) -> Result<(Self, WriterTask), StoreError> {
         let config = pg_config(settings)?;
         // The pseudonym key and the archive lock still live on local disk.
-        create_private_dir(&settings.data_dir).map_err(|e| {
-            open_error(format!("data_dir {}: {e}", settings.data_dir.display()))
-        })?;
+        create_private_dir(&settings.data_dir)
+            .map_err(|e| open_error(format!("data_dir {}: {e}", settings.data_dir.display())))?;
         let rt = PgRuntime::new().map_err(|e| open_error(e.to_string()))?;
         rt.block_on_anywhere(migrate::migrate(config.clone()))?;
         let pool = {
