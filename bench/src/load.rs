@@ -65,7 +65,9 @@ impl LoadResult {
         }
     }
 
-    fn merge(&mut self, o: LoadResult) {
+    /// Adds another run's counts; runs side by side take the longer time.
+    pub fn merge(&mut self, o: LoadResult) {
+        self.elapsed = self.elapsed.max(o.elapsed);
         self.sent += o.sent;
         self.ok += o.ok;
         for (k, v) in o.other_status {

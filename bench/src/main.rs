@@ -1,23 +1,28 @@
-//! The benchmark: one command that measures authkey-receiver against a bare
-//! actix-web baseline in the same run and prints a Markdown table.
+//! The benchmark: one command that measures authkey-receiver on SQLite and
+//! on PostgreSQL against a bare actix-web baseline in the same run and
+//! prints Markdown tables.
 //! See docs/benchmarks.md. Run it through `bench/run.sh`, which builds the
 //! release binaries first.
 
 mod fill;
 mod load;
 mod mix;
+mod postgres;
 mod procs;
+mod writer;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
 
 use load::{LoadConfig, LoadResult};
+use procs::Server;
+use writer::WriterTotals;
 
 /// Benchmark authkey-receiver.
 #[derive(Parser)]
@@ -37,9 +42,18 @@ struct Args {
     /// Constant rate of the latency run, requests per second.
     #[arg(long, default_value_t = 5000.0)]
     rate: f64,
-    /// Where scratch data dirs go.
+    /// Where scratch data dirs and the PostgreSQL cluster go (the
+    /// `postgres` user must reach it when run as root: keep it under /tmp).
     #[arg(long, default_value_os_t = std::env::temp_dir())]
     scratch: PathBuf,
+    /// Throughput and constant-rate runs only: skips the archive and export
+    /// runs on a large fill.
+    #[arg(long)]
+    only_throughput: bool,
+    /// Skip the PostgreSQL rows when no PostgreSQL binaries are installed.
+    /// Ignored under CI (`CI` set), where they must be.
+    #[arg(long)]
+    postgres_optional: bool,
 }
 
 const WORKERS: usize = 2;
@@ -51,6 +65,21 @@ struct Bench {
     seconds: u64,
     rows: u64,
     failures: Vec<String>,
+    durability: Vec<Durability>,
+}
+
+/// Rows a run left in the database against what the answers promised.
+struct Durability {
+    run: String,
+    rows: u64,
+    /// Sum of `accepted` over the 200 answers.
+    promised: u64,
+    /// Events in 200-answered requests minus reported duplicates.
+    expected: u64,
+    /// Events in retried requests answered 200.
+    retries: u64,
+    /// Duplicates reported.
+    duplicates: u64,
 }
 
 fn main() -> Result<()> {
@@ -69,12 +98,19 @@ fn main() -> Result<()> {
         seconds,
         rows,
         failures: Vec::new(),
+        durability: Vec::new(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(bench.run())?;
+    // Ctrl-C drops the run, and with it the PostgreSQL cluster's guard.
+    runtime.block_on(async {
+        tokio::select! {
+            done = bench.run() => done,
+            _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
+        }
+    })?;
     if !bench.failures.is_empty() {
         for f in &bench.failures {
             eprintln!("FAILED: {f}");
@@ -96,20 +132,44 @@ impl Bench {
             if self.args.smoke { " (smoke)" } else { "" }
         );
 
+        let postgres_wanted = self.postgres_wanted()?;
         let baseline = self.baseline().await?;
-        let (receiver, constant) = self.receiver_runs().await?;
+        let (receiver, sqlite_writer, constant) = self.receiver_runs().await?;
+        let postgres = if postgres_wanted {
+            Some(self.postgres_runs().await?)
+        } else {
+            None
+        };
+        self.print_durability();
         println!(
             "## Throughput (closed loop, {} connections)\n",
             self.args.connections
         );
         println!("| server | req/s | events/s | p50 ms | p99 ms | p99.9 ms | non-200 | ratio to baseline |");
         println!("|---|---|---|---|---|---|---|---|");
-        row("bare actix baseline", &baseline, 1.0);
+        row("bare actix baseline", &baseline, &baseline);
         row(
-            "authkey-receiver (synchronous=FULL)",
+            "authkey-receiver, SQLite (synchronous=FULL)",
             &receiver,
-            receiver.req_per_sec() / baseline.req_per_sec(),
+            &baseline,
         );
+        if let Some((one, two)) = &postgres {
+            row("authkey-receiver, PostgreSQL, 1 node", &one.load, &baseline);
+            row(
+                "authkey-receivers, PostgreSQL, 2 nodes",
+                &two.load,
+                &baseline,
+            );
+        }
+        println!("\n## Writers during the closed-loop runs (from /metrics)\n");
+        println!("| run | commits/s | events per commit | ms per commit | writer busy |");
+        println!("|---|---|---|---|---|");
+        writer_row("SQLite, 1 node", &sqlite_writer, &receiver, 1);
+        if let Some((one, two)) = &postgres {
+            for run in [one, two] {
+                writer_row(&run.name, &run.writer, &run.load, run.nodes);
+            }
+        }
         println!(
             "\n## Constant rate {} req/s (latency from intended send time)\n",
             self.args.rate
@@ -117,7 +177,7 @@ impl Bench {
         println!("| server | achieved req/s | p50 ms | p99 ms | p99.9 ms | max ms | non-200 |");
         println!("|---|---|---|---|---|---|---|");
         println!(
-            "| authkey-receiver | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+            "| authkey-receiver, SQLite | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
             constant.req_per_sec(),
             constant.ms(0.5),
             constant.ms(0.99),
@@ -125,6 +185,9 @@ impl Bench {
             constant.hist.max() as f64 / 1000.0,
             non_ok(&constant)
         );
+        if self.args.only_throughput {
+            return Ok(());
+        }
         self.archive_and_export()?;
         self.latency_during_archive().await?;
         Ok(())
@@ -149,15 +212,14 @@ impl Bench {
 
     async fn baseline(&mut self) -> Result<LoadResult> {
         let addr = procs::free_addr()?;
-        let mut child = Command::new(self.bins.join("bench-baseline"))
-            .args([addr.to_string(), WORKERS.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("start bench-baseline (run bench/run.sh to build it)")?;
-        procs::wait_listening(addr, &mut child)?;
+        let server = Server::start(
+            Command::new(self.bins.join("bench-baseline"))
+                .args([addr.to_string(), WORKERS.to_string()]),
+            addr,
+        )
+        .context("bench-baseline (run bench/run.sh to build it)")?;
         let result = load::run(self.load(addr, None, "base")).await;
-        procs::terminate(child)?;
+        server.terminate()?;
         Ok(result)
     }
 
@@ -173,46 +235,74 @@ impl Bench {
         }
     }
 
-    /// Closed-loop throughput, then the constant-rate run, on one receiver;
-    /// then checks rows against what the responses promised.
-    async fn receiver_runs(&mut self) -> Result<(LoadResult, LoadResult)> {
+    /// Closed-loop throughput, then the constant-rate run, on one receiver
+    /// on SQLite; then checks rows against what the responses promised.
+    async fn receiver_runs(&mut self) -> Result<(LoadResult, WriterTotals, LoadResult)> {
         let dir = self.scratch("ingest")?;
-        let (child, addr) = self.start_receiver(&dir)?;
-        let closed = load::run(self.load(addr, None, "tp")).await;
-        let mut cfg = self.load(addr, Some(self.args.rate), "cr");
+        let server = self.start_receiver(&dir, None)?;
+        let closed = load::run(self.load(server.addr, None, "tp")).await;
+        let mut writer = WriterTotals::default();
+        writer.scrape(server.addr).await?;
+        let mut cfg = self.load(server.addr, Some(self.args.rate), "cr");
         cfg.connections = cfg.connections.max(32);
         let constant = load::run(cfg).await;
-        procs::terminate(child)?;
+        server.terminate()?;
         let rows: u64 = rusqlite::Connection::open(dir.join("data/receiver.db"))?.query_row(
             "SELECT count(*) FROM events",
             [],
             |r| r.get(0),
         )?;
-        let promised = closed.accepted + constant.accepted;
-        let expected =
-            closed.events_ok + constant.events_ok - closed.duplicates - constant.duplicates;
-        let retries = closed.retry_events_ok + constant.retry_events_ok;
-        let dups = closed.duplicates + constant.duplicates;
-        println!("## Durability check\n");
-        println!("| rows in events | sum of `accepted` | events in 200 answers − duplicates | retried events answered 200 | duplicates reported |");
-        println!("|---|---|---|---|---|");
-        println!("| {rows} | {promised} | {expected} | {retries} | {dups} |\n");
-        if rows != promised || rows != expected {
-            self.failures.push(format!(
-                "rows in the database ({rows}) differ from acknowledged events ({promised} accepted, {expected} expected)"
-            ));
-        }
-        if retries != dups {
-            self.failures.push(format!(
-                "{retries} retried events but {dups} duplicates reported"
-            ));
-        }
-        if closed.ok == 0 {
-            self.failures
-                .push("the receiver answered no request with 200".into());
-        }
+        self.check_durability(
+            "SQLite, 1 node (closed loop + constant rate)",
+            rows,
+            &[&closed, &constant],
+        );
         std::fs::remove_dir_all(&dir)?;
-        Ok((closed, constant))
+        Ok((closed, writer, constant))
+    }
+
+    /// Compares the rows a run left with what its 200 answers promised;
+    /// a mismatch fails the benchmark.
+    fn check_durability(&mut self, run: &str, rows: u64, loads: &[&LoadResult]) {
+        let sum = |f: fn(&LoadResult) -> u64| loads.iter().map(|l| f(l)).sum::<u64>();
+        let d = Durability {
+            run: run.to_string(),
+            rows,
+            promised: sum(|l| l.accepted),
+            expected: sum(|l| l.events_ok) - sum(|l| l.duplicates),
+            retries: sum(|l| l.retry_events_ok),
+            duplicates: sum(|l| l.duplicates),
+        };
+        if d.rows != d.promised || d.rows != d.expected {
+            self.failures.push(format!(
+                "{run}: rows in the database ({}) differ from acknowledged events ({} accepted, {} expected)",
+                d.rows, d.promised, d.expected
+            ));
+        }
+        if d.retries != d.duplicates {
+            self.failures.push(format!(
+                "{run}: {} retried events but {} duplicates reported",
+                d.retries, d.duplicates
+            ));
+        }
+        if sum(|l| l.ok) == 0 {
+            self.failures
+                .push(format!("{run}: the receiver answered no request with 200"));
+        }
+        self.durability.push(d);
+    }
+
+    fn print_durability(&self) {
+        println!("## Durability check\n");
+        println!("| run | rows in events | sum of `accepted` | events in 200 answers − duplicates | retried events answered 200 | duplicates reported |");
+        println!("|---|---|---|---|---|---|");
+        for d in &self.durability {
+            println!(
+                "| {} | {} | {} | {} | {} | {} |",
+                d.run, d.rows, d.promised, d.expected, d.retries, d.duplicates
+            );
+        }
+        println!();
     }
 
     fn scratch(&self, name: &str) -> Result<PathBuf> {
@@ -226,15 +316,25 @@ impl Bench {
     }
 
     /// Writes the production-like config: synchronous=FULL, allowlist on,
-    /// url token on, 2 workers, warn-level logs. The in-process pruning task
-    /// is off so that the `archive` command (as cron) does the archiving.
-    fn write_config(&self, dir: &Path, addr: std::net::SocketAddr) -> Result<PathBuf> {
+    /// url token on, 2 workers, warn-level logs; the PostgreSQL backend when
+    /// given a database URL. The in-process pruning task is off so that the
+    /// `archive` command (as cron) does the archiving.
+    fn write_config(
+        &self,
+        dir: &Path,
+        addr: std::net::SocketAddr,
+        postgres: Option<&str>,
+    ) -> Result<PathBuf> {
         let path = dir.join("config.toml");
+        let backend = match postgres {
+            Some(url) => format!("backend = \"postgres\"\npostgres_url = \"{url}\"\n"),
+            None => String::new(),
+        };
         std::fs::write(
             &path,
             format!(
                 "[server]\nlisten = \"{addr}\"\nworkers = {WORKERS}\n\n\
-                 [storage]\ndata_dir = \"{data}\"\nsynchronous = \"full\"\nmin_free_mb = 0\n\n\
+                 [storage]\n{backend}data_dir = \"{data}\"\nsynchronous = \"full\"\nmin_free_mb = 0\n\n\
                  [archive]\ndir = \"{archive}\"\n\n\
                  [retention]\ninterval = \"0s\"\n\n\
                  [allowlist]\ndefault = [\"127.0.0.0/8\"]\n\n\
@@ -247,25 +347,24 @@ impl Bench {
         Ok(path)
     }
 
-    fn start_receiver(&self, dir: &Path) -> Result<(Child, std::net::SocketAddr)> {
+    /// A receiver on a fresh data dir; on SQLite there, or on the
+    /// PostgreSQL database at `postgres`.
+    fn start_receiver(&self, dir: &Path, postgres: Option<&str>) -> Result<Server> {
         let addr = procs::free_addr()?;
-        let config = self.write_config(dir, addr)?;
-        let mut child = Command::new(self.receiver_bin())
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("start authkey-receiver")?;
-        procs::wait_listening(addr, &mut child)?;
-        Ok((child, addr))
+        let config = self.write_config(dir, addr, postgres)?;
+        Server::start(
+            Command::new(self.receiver_bin())
+                .arg("--config")
+                .arg(&config)
+                .arg("serve"),
+            addr,
+        )
     }
 
     /// Migrates a fresh data dir and fills it with expired rows.
     fn filled(&self, name: &str) -> Result<(PathBuf, PathBuf)> {
         let dir = self.scratch(name)?;
-        let config = self.write_config(&dir, procs::free_addr()?)?;
+        let config = self.write_config(&dir, procs::free_addr()?, None)?;
         let migrated = Command::new(self.receiver_bin())
             .arg("--config")
             .arg(&config)
@@ -348,10 +447,10 @@ impl Bench {
     /// would start it) moves every filled row out.
     async fn latency_during_archive(&mut self) -> Result<()> {
         let (dir, config) = self.filled("during")?;
-        let (child, addr) = self.start_receiver(&dir)?;
+        let server = self.start_receiver(&dir, None)?;
         let stop = Arc::new(AtomicBool::new(false));
         let rate = 2000.0;
-        let mut cfg = self.load(addr, Some(rate), "da");
+        let mut cfg = self.load(server.addr, Some(rate), "da");
         cfg.connections = 32;
         cfg.duration = Duration::from_secs(600);
         cfg.stop = Some(Arc::clone(&stop));
@@ -363,7 +462,7 @@ impl Bench {
         tokio::time::sleep(Duration::from_millis(500)).await;
         stop.store(true, Ordering::Relaxed);
         let during = load.await?;
-        procs::terminate(child)?;
+        server.terminate()?;
         println!(
             "\n## Callback latency during an archive run of {} rows ({rate} req/s)\n",
             self.rows
@@ -393,15 +492,29 @@ impl Bench {
     }
 }
 
-fn row(name: &str, r: &LoadResult, ratio: f64) {
+fn row(name: &str, r: &LoadResult, baseline: &LoadResult) {
     println!(
-        "| {name} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {ratio:.2} |",
+        "| {name} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.2} |",
         r.req_per_sec(),
         r.events_per_sec(),
         r.ms(0.5),
         r.ms(0.99),
         r.ms(0.999),
-        non_ok(r)
+        non_ok(r),
+        r.req_per_sec() / baseline.req_per_sec()
+    );
+}
+
+/// Writer busy is the share of the run each writer spent in transactions:
+/// near 100% the single writer per receiver is the limit.
+fn writer_row(name: &str, w: &WriterTotals, r: &LoadResult, nodes: usize) {
+    let seconds = r.elapsed.as_secs_f64();
+    println!(
+        "| {name} | {:.0} | {:.1} | {:.2} | {:.0}% |",
+        w.commits / seconds,
+        w.events_per_commit(),
+        w.ms_per_commit(),
+        100.0 * w.seconds / (seconds * nodes as f64)
     );
 }
 

@@ -14,7 +14,7 @@ pub fn free_addr() -> Result<SocketAddr> {
 }
 
 /// Waits until `addr` accepts TCP connections.
-pub fn wait_listening(addr: SocketAddr, child: &mut Child) -> Result<()> {
+fn wait_listening(addr: SocketAddr, child: &mut Child) -> Result<()> {
     let until = Instant::now() + Duration::from_secs(30);
     while Instant::now() < until {
         if let Some(status) = child.try_wait()? {
@@ -28,14 +28,52 @@ pub fn wait_listening(addr: SocketAddr, child: &mut Child) -> Result<()> {
     bail!("server at {addr} did not listen within 30 s")
 }
 
-/// Sends SIGTERM and waits for the exit.
-pub fn terminate(mut child: Child) -> Result<()> {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .context("kill -TERM")?;
-    child.wait()?;
-    Ok(())
+/// A server under test. Dropped without `terminate` (a run that failed
+/// half-way), it is killed, so no receiver outlives the benchmark.
+pub struct Server {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+}
+
+impl Server {
+    /// Spawns `command` and waits until it listens on `addr`.
+    pub fn start(command: &mut Command, addr: SocketAddr) -> Result<Server> {
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("start {:?}", command.get_program()))?;
+        let mut server = Server {
+            child: Some(child),
+            addr,
+        };
+        wait_listening(addr, server.child.as_mut().expect("just spawned"))?;
+        Ok(server)
+    }
+
+    /// Sends SIGTERM and waits for the exit: the receiver commits what it
+    /// has queued before it goes.
+    pub fn terminate(mut self) -> Result<()> {
+        let mut child = self.child.take().expect("terminated once");
+        let term = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        if !term.as_ref().is_ok_and(|s| s.success()) {
+            let _ = child.kill();
+        }
+        child.wait()?;
+        term.context("kill -TERM")?;
+        Ok(())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// A one-shot command's outcome.
