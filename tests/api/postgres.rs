@@ -523,3 +523,82 @@ async fn postgres_outage_gets_503_and_recovers() {
     );
     assert_eq!(stored.len(), all.len(), "rows nobody sent");
 }
+
+/// A past month's events, archived: their rows go to a file, their dedup
+/// keys go with them, and the month's partition, empty now, is dropped. The
+/// current month's partition stays whatever the run's `--now`.
+#[tokio::test]
+async fn an_archived_past_month_loses_its_partition() {
+    let Some(pg) = PgCluster::start() else {
+        return;
+    };
+    // Starting a receiver migrates and creates this month's partitions.
+    let node = Node::start(&pg);
+    drop(node);
+    // 2026-01: received 2026-01-10T00:00:00Z, as a receiver of that month
+    // would have stored it.
+    const JAN_10: i64 = 1_768_003_200_000;
+    pg.with_db(|db| {
+        db.batch_execute(
+            "CREATE TABLE events_p202601 PARTITION OF events \
+             FOR VALUES FROM (1767225600000) TO (1769904000000)",
+        )
+        .unwrap();
+        for n in 0..3i64 {
+            let key = format!("{n:032x}");
+            db.execute(
+                "INSERT INTO event_keys (dedup_key) VALUES (decode($1, 'hex'))",
+                &[&key],
+            )
+            .unwrap();
+            db.execute(
+                "INSERT INTO events (client_id, channel, direction, provider_message_id, phone, \
+                 status, received_at, source_ip, payload, dedup_key) VALUES ('default', 'sms', \
+                 'status', $1, '+919876500000', 'delivered', $2, '127.0.0.1', '{}', \
+                 decode($3, 'hex'))",
+                &[&format!("jan-{n}"), &(JAN_10 + n), &key],
+            )
+            .unwrap();
+        }
+    });
+    let partitions = |pg: &PgCluster| {
+        pg.count("SELECT count(*) FROM pg_class WHERE relkind = 'r' AND relname LIKE 'events_p2%'")
+    };
+    let before = partitions(&pg);
+    let data = tempfile::tempdir().unwrap();
+    let archive = data.path().join("archive");
+    let mut env = pg.env();
+    env.push((
+        "AUTHKEY_RECEIVER__ARCHIVE__DIR",
+        archive.display().to_string(),
+    ));
+    let out = cli(
+        data.path(),
+        &["archive", "--now", "2026-12-04T00:00:00Z"],
+        &env_refs(&env),
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let archived: Vec<String> = archive_files(&archive)
+        .iter()
+        .flat_map(|f| lines(f))
+        .filter_map(|row| row["provider_message_id"].as_str().map(String::from))
+        .collect();
+    assert_eq!(archived.len(), 3, "{archived:?}");
+    assert!(
+        archived.iter().all(|id| id.starts_with("jan-")),
+        "{archived:?}"
+    );
+    assert_eq!(
+        pg.count("SELECT count(*) FROM pg_class WHERE relname = 'events_p202601'"),
+        0,
+        "the emptied partition of 2026-01 is dropped"
+    );
+    assert_eq!(partitions(&pg), before - 1, "only that partition went");
+    assert_eq!(pg.count("SELECT count(*) FROM event_keys"), 0);
+    assert_eq!(pg.count("SELECT count(*) FROM events"), 0);
+}
