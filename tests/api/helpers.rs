@@ -143,7 +143,7 @@ pub async fn json_with_status(resp: reqwest::Response, status: u16) -> serde_jso
 
 /// The real binary, started with `serve` on a random port with its data in
 /// `data_dir`; returns the child and its address, read off its log.
-pub fn spawn_binary(data_dir: &Path, env: &[(&str, &str)]) -> (std::process::Child, SocketAddr) {
+pub fn spawn_binary(data_dir: &Path, env: &[(&str, &str)]) -> (Running, SocketAddr) {
     let (child, addr, _) = spawn_binary_logged(data_dir, env);
     (child, addr)
 }
@@ -155,7 +155,7 @@ pub type CapturedLog = std::sync::Arc<std::sync::Mutex<String>>;
 pub fn spawn_binary_logged(
     data_dir: &Path,
     env: &[(&str, &str)],
-) -> (std::process::Child, SocketAddr, CapturedLog) {
+) -> (Running, SocketAddr, CapturedLog) {
     use std::io::{BufRead, BufReader};
     let log = CapturedLog::default();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_authkey-receiver"))
@@ -190,7 +190,33 @@ pub fn spawn_binary_logged(
             keep.lock().unwrap().push_str(&format!("{line}\n"));
         }
     });
-    (child, addr, log)
+    (Running(child), addr, log)
+}
+
+/// A spawned receiver, killed (if it still runs) when dropped: a test that
+/// fails half-way never leaves it running, holding the test run's output
+/// open.
+pub struct Running(std::process::Child);
+
+impl std::ops::Deref for Running {
+    type Target = std::process::Child;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Runs the binary with `args` on the data in `data_dir`.

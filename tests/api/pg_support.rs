@@ -4,11 +4,11 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 
 use tempfile::TempDir;
 
-use crate::helpers::{spawn_binary_logged, tool_available, CapturedLog};
+use crate::helpers::{spawn_binary_logged, tool_available, CapturedLog, Running};
 
 fn scratch_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-scratch")
@@ -145,10 +145,11 @@ pub fn env_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'a str, &'a str)
 /// A receiver process (`serve`) on the cluster, with a data dir of its own;
 /// killed on drop.
 pub struct Node {
+    // Dropped first: the process goes before its data dir.
+    _child: Running,
     pub addr: SocketAddr,
     pub log: CapturedLog,
     _data_dir: TempDir,
-    child: Child,
 }
 
 impl Node {
@@ -157,10 +158,10 @@ impl Node {
         let env = pg.env();
         let (child, addr, log) = spawn_binary_logged(data_dir.path(), &env_refs(&env));
         Node {
+            _child: child,
             addr,
             log,
             _data_dir: data_dir,
-            child,
         }
     }
 
@@ -173,12 +174,5 @@ impl Node {
         let log = self.log.lock().unwrap();
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
