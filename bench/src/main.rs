@@ -21,7 +21,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
 
 use load::{LoadConfig, LoadResult};
-use procs::Server;
+use procs::{Measured, Server};
 use writer::WriterTotals;
 
 /// Benchmark authkey-receiver.
@@ -188,8 +188,10 @@ impl Bench {
         if self.args.only_throughput {
             return Ok(());
         }
-        self.archive_and_export()?;
-        self.latency_during_archive().await?;
+        self.archive_and_export().await?;
+        if postgres_wanted {
+            self.postgres_archive().await?;
+        }
         Ok(())
     }
 
@@ -378,8 +380,33 @@ impl Bench {
         Ok((dir, config))
     }
 
-    fn archive_and_export(&mut self) -> Result<()> {
+    /// Archive and export on SQLite, then callback latency during an
+    /// archive run.
+    async fn archive_and_export(&mut self) -> Result<()> {
         let (dir, config) = self.filled("archive")?;
+        let (export, archive) = self.export_then_archive(&dir, &config)?;
+        self.archive_table("SQLite", &export, &archive);
+        if archive.success {
+            let left: u64 = rusqlite::Connection::open(dir.join("data/receiver.db"))?.query_row(
+                "SELECT count(*) FROM events",
+                [],
+                |r| r.get(0),
+            )?;
+            self.check_archived("SQLite", left);
+        }
+        std::fs::remove_dir_all(&dir)?;
+
+        let (dir, config) = self.filled("during")?;
+        let server = self.start_receiver(&dir, None)?;
+        self.latency_during_archive("SQLite", server, &config)
+            .await?;
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+
+    /// Times a masked CSV export of every filled event, then an `archive`
+    /// run (as cron would start it), on the data `config` points at.
+    fn export_then_archive(&self, dir: &Path, config: &Path) -> Result<(Measured, Measured)> {
         let config = config.display().to_string();
         let export_file = dir.join("export.csv").display().to_string();
         let export = procs::measure(
@@ -393,29 +420,36 @@ impl Bench {
                 "--format".into(),
                 "csv".into(),
                 "--output".into(),
-                export_file,
+                export_file.clone(),
             ],
         )?;
+        let _ = std::fs::remove_file(&export_file);
         let archive = procs::measure(Path::new("nice"), &self.archive_args(config))?;
+        Ok((export, archive))
+    }
+
+    /// Prints the archive and export rows; a failed job fails the benchmark.
+    fn archive_table(&mut self, backend: &str, export: &Measured, archive: &Measured) {
         println!(
-            "\n## Archive and masked export ({} events, each with its message row)\n",
+            "\n## Archive and masked export on {backend} ({} events, each with its message row)\n",
             self.rows
         );
         println!("| job | rows | seconds | rows/s | peak RSS MB | result |");
         println!("|---|---|---|---|---|---|");
         for (name, rows, m) in [
-            ("masked CSV export (`export`, events)", self.rows, &export),
+            ("masked CSV export (`export`, events)", self.rows, export),
             (
                 "archive (`archive`, events + messages)",
                 2 * self.rows,
-                &archive,
+                archive,
             ),
         ] {
             let verdict = if m.success {
                 "ok".to_string()
             } else {
                 let reason = m.stderr.lines().last().unwrap_or("").to_string();
-                self.failures.push(format!("{name} failed: {reason}"));
+                self.failures
+                    .push(format!("{backend}: {name} failed: {reason}"));
                 format!("failed: {reason}")
             };
             println!(
@@ -426,28 +460,29 @@ impl Bench {
             );
         }
         if archive.success {
-            let left: u64 = rusqlite::Connection::open(dir.join("data/receiver.db"))?.query_row(
-                "SELECT count(*) FROM events",
-                [],
-                |r| r.get(0),
-            )?;
-            if left != 0 {
-                self.failures
-                    .push(format!("{left} expired rows left after archive"));
-            }
             let out = archive.stdout.trim();
             let summary = out.rfind("archive: ").map_or(out, |at| &out[at..]);
             println!("\narchive summary: {summary}");
         }
-        std::fs::remove_dir_all(&dir)?;
-        Ok(())
     }
 
-    /// Callback latency at a constant rate while an `archive` run (as cron
-    /// would start it) moves every filled row out.
-    async fn latency_during_archive(&mut self) -> Result<()> {
-        let (dir, config) = self.filled("during")?;
-        let server = self.start_receiver(&dir, None)?;
+    /// Fails the benchmark when a successful archive run left expired rows.
+    fn check_archived(&mut self, backend: &str, left: u64) {
+        if left != 0 {
+            self.failures
+                .push(format!("{backend}: {left} expired rows left after archive"));
+        }
+    }
+
+    /// Callback latency at a constant rate on `server` while an `archive`
+    /// run (as cron would start it, with `config`) moves every filled row
+    /// out. Stops the server.
+    async fn latency_during_archive(
+        &mut self,
+        backend: &str,
+        server: Server,
+        config: &Path,
+    ) -> Result<()> {
         let stop = Arc::new(AtomicBool::new(false));
         let rate = 2000.0;
         let mut cfg = self.load(server.addr, Some(rate), "da");
@@ -464,7 +499,7 @@ impl Bench {
         let during = load.await?;
         server.terminate()?;
         println!(
-            "\n## Callback latency during an archive run of {} rows ({rate} req/s)\n",
+            "\n## Callback latency on {backend} during an archive run of {} rows ({rate} req/s)\n",
             self.rows
         );
         println!("| archive seconds | archive result | requests | p50 ms | p99 ms | p99.9 ms | max ms | non-200 |");
@@ -481,13 +516,15 @@ impl Bench {
             non_ok(&during)
         );
         if !archive.success {
-            self.failures.push("archive during load failed".into());
+            let reason = archive.stderr.lines().last().unwrap_or("");
+            self.failures
+                .push(format!("{backend}: archive during load failed: {reason}"));
         }
         if during.ok == 0 {
-            self.failures
-                .push("no callback answered 200 during the archive run".into());
+            self.failures.push(format!(
+                "{backend}: no callback answered 200 during the archive run"
+            ));
         }
-        std::fs::remove_dir_all(&dir)?;
         Ok(())
     }
 }

@@ -64,8 +64,7 @@ impl Cluster {
             .await?
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await?;
-        let (server, _) = self.url.rsplit_once('/').context("cluster URL")?;
-        Ok(format!("{server}/{name}"))
+        url_of(self, name)
     }
 }
 
@@ -190,6 +189,63 @@ impl Bench {
             nodes,
         })
     }
+}
+
+impl Bench {
+    /// Archive and masked export on PostgreSQL, like the SQLite rows: a
+    /// fresh database on a new scratch cluster, migrated by the receiver,
+    /// filled server-side; then callback latency during an archive run on a
+    /// second filled database.
+    pub(crate) async fn postgres_archive(&mut self) -> Result<()> {
+        let scratch = self.scratch("pg-archive")?;
+        let cluster = Cluster::start(&scratch)?;
+        let (dir, config, url) = self.pg_filled(&cluster, &scratch, "bench_archive").await?;
+        let (export, archive) = self.export_then_archive(&dir, &config)?;
+        self.archive_table("PostgreSQL", &export, &archive);
+        if archive.success {
+            let left: i64 = connect(&url)
+                .await?
+                .query_one("SELECT count(*) FROM events", &[])
+                .await?
+                .get(0);
+            self.check_archived("PostgreSQL", left as u64);
+        }
+        let (dir, config, url) = self.pg_filled(&cluster, &scratch, "bench_during").await?;
+        let server = self.start_receiver(&dir, Some(&url))?;
+        self.latency_during_archive("PostgreSQL", server, &config)
+            .await
+    }
+
+    /// A data dir and config for database `name`, migrated by
+    /// `authkey-receiver migrate` and filled with expired rows.
+    async fn pg_filled(
+        &self,
+        cluster: &Cluster,
+        scratch: &Path,
+        name: &str,
+    ) -> Result<(PathBuf, PathBuf, String)> {
+        let url = cluster.database(name).await?;
+        let dir = scratch.join(name);
+        std::fs::create_dir_all(&dir)?;
+        let config = self.write_config(&dir, crate::procs::free_addr()?, Some(&url))?;
+        let migrated = Command::new(self.receiver_bin())
+            .arg("--config")
+            .arg(&config)
+            .arg("migrate")
+            .stdout(Stdio::null())
+            .status()?;
+        if !migrated.success() {
+            bail!("migrate of {name} on PostgreSQL failed");
+        }
+        crate::fill::expired_rows_postgres(&connect(&url).await?, self.rows).await?;
+        Ok((dir, config, url))
+    }
+}
+
+/// URL of database `name` on `cluster`.
+fn url_of(cluster: &Cluster, name: &str) -> Result<String> {
+    let (server, _) = cluster.url.rsplit_once('/').context("cluster URL")?;
+    Ok(format!("{server}/{name}"))
 }
 
 /// Connections of receiver `n` out of `nodes`: an even split, the

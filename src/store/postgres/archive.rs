@@ -55,6 +55,34 @@ pub struct PgArchiveDb {
     client: Client,
     /// Holder id and last renewal, while this run holds the lease.
     lease: Option<(String, Instant)>,
+    /// Where the deletes of the covered range being deleted have got to.
+    resume: Option<Resume>,
+}
+
+/// How far the batches deleting one covered range have got: every batch
+/// takes the oldest covered rows, so none older than `from_ms` is left. The
+/// next batch starts its index scan there instead of walking again past the
+/// entries of every row deleted so far (dead until vacuum), which made a
+/// group's delete quadratic in its size.
+struct Resume {
+    /// The covered range: kind, client, channel, from, to, first and last id.
+    range: (Kind, String, String, i64, i64, i64, i64),
+    /// Time of the newest row deleted so far.
+    from_ms: i64,
+}
+
+impl Resume {
+    fn range(c: &Covered<'_>) -> (Kind, String, String, i64, i64, i64, i64) {
+        (
+            c.kind,
+            c.client_id.to_string(),
+            c.channel.to_string(),
+            c.from_ms,
+            c.to_ms,
+            c.first_id,
+            c.last_id,
+        )
+    }
 }
 
 fn db_err(e: tokio_postgres::Error) -> StoreError {
@@ -109,6 +137,7 @@ impl PgArchiveDb {
             rt,
             client,
             lease: None,
+            resume: None,
         })
     }
 
@@ -348,7 +377,7 @@ impl PgArchiveDb {
         let rows = i64::try_from(file.rows).unwrap_or(i64::MAX);
         let bytes = i64::try_from(file.bytes).unwrap_or(i64::MAX);
         let holder = self.holder();
-        self.rt.block_on(async {
+        let deleted = self.rt.block_on(async {
             let tx = self.client.transaction().await.map_err(db_err)?;
             fence(&tx, holder.as_deref()).await?;
             tx.execute(
@@ -372,10 +401,11 @@ impl PgArchiveDb {
             )
             .await
             .map_err(db_err)?;
-            let deleted = delete_batch(&tx, covered, batch).await?;
+            let deleted = delete_batch(&tx, covered, covered.from_ms, batch).await?;
             tx.commit().await.map_err(db_err)?;
             Ok(deleted)
-        })
+        })?;
+        Ok(self.resumed(covered, deleted))
     }
 
     pub(crate) fn delete_covered(
@@ -385,13 +415,30 @@ impl PgArchiveDb {
     ) -> Result<u64, StoreError> {
         self.renew()?;
         let holder = self.holder();
-        self.rt.block_on(async {
+        let from_ms = match &self.resume {
+            Some(r) if r.range == Resume::range(covered) => r.from_ms,
+            _ => covered.from_ms,
+        };
+        let deleted = self.rt.block_on(async {
             let tx = self.client.transaction().await.map_err(db_err)?;
             fence(&tx, holder.as_deref()).await?;
-            let deleted = delete_batch(&tx, covered, batch).await?;
+            let deleted = delete_batch(&tx, covered, from_ms, batch).await?;
             tx.commit().await.map_err(db_err)?;
             Ok(deleted)
-        })
+        })?;
+        Ok(self.resumed(covered, deleted))
+    }
+
+    /// Remembers where a committed batch of `covered` stopped; returns how
+    /// many rows it deleted.
+    fn resumed(&mut self, covered: &Covered<'_>, (rows, newest): (u64, Option<i64>)) -> u64 {
+        if let Some(from_ms) = newest {
+            self.resume = Some(Resume {
+                range: Resume::range(covered),
+                from_ms,
+            });
+        }
+        rows
     }
 
     pub(crate) fn forget_file(&mut self, file: &FileRecord, at_ms: i64) -> Result<(), StoreError> {
@@ -577,32 +624,36 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "unknown-host".into())
 }
 
-/// Deletes up to `batch` covered rows by `ctid`; for events, their dedup
-/// keys go with them. The time range keeps the delete on one partition.
+/// Deletes up to `batch` covered rows by `ctid`, the oldest first, looking
+/// only at rows from `from_ms` on (no older covered row is left); for
+/// events, their dedup keys go with them. The time range keeps the delete on
+/// one partition. Returns the rows deleted and the time of the newest.
 async fn delete_batch(
     tx: &impl GenericClient,
     c: &Covered<'_>,
+    from_ms: i64,
     batch: usize,
-) -> Result<u64, StoreError> {
+) -> Result<(u64, Option<i64>), StoreError> {
     let t = c.kind.time_column();
     let kind = c.kind;
     let returning = if kind == Kind::Events {
-        "RETURNING dedup_key"
+        format!("RETURNING {t}, dedup_key")
     } else {
-        "RETURNING NULL::bytea"
+        format!("RETURNING {t}, NULL::bytea")
     };
     let sql = format!(
         "DELETE FROM {kind} WHERE {t} >= $2 AND {t} < $3 AND ctid = ANY(ARRAY(\
            SELECT ctid FROM {kind} WHERE client_id = $1 AND {t} >= $2 AND {t} < $3 \
-           AND channel = $4 AND id BETWEEN $5 AND $6 LIMIT $7)) {returning}"
+           AND channel = $4 AND id BETWEEN $5 AND $6 ORDER BY {t} LIMIT $7)) {returning}"
     );
+    let from_ms = from_ms.max(c.from_ms);
     let limit = i64::try_from(batch).unwrap_or(i64::MAX);
     let rows = tx
         .query(
             &sql,
             &[
                 &c.client_id,
-                &c.from_ms,
+                &from_ms,
                 &c.to_ms,
                 &c.channel,
                 &c.first_id,
@@ -613,12 +664,13 @@ async fn delete_batch(
         .await
         .map_err(db_err)?;
     if kind == Kind::Events && !rows.is_empty() {
-        let keys: Vec<Vec<u8>> = rows.iter().map(|r| r.get(0)).collect();
+        let keys: Vec<Vec<u8>> = rows.iter().map(|r| r.get(1)).collect();
         tx.execute("DELETE FROM event_keys WHERE dedup_key = ANY($1)", &[&keys])
             .await
             .map_err(db_err)?;
     }
-    Ok(rows.len() as u64)
+    let newest = rows.iter().map(|r| r.get::<_, i64>(0)).max();
+    Ok((rows.len() as u64, newest))
 }
 
 /// One row on its way into an archive file (see the SQLite twin): every
