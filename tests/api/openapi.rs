@@ -144,7 +144,11 @@ fn run_schemathesis(base: &str, work: &Path, extra: &[&str]) {
         .env("NO_COLOR", "1")
         .arg("run")
         .arg(repo_file("docs/openapi.yaml"))
-        .args(["--url", base, "--workers", "2", "--max-examples", "40"])
+        // One worker: with two threads, CPython 3.11's parser (hypothesis
+        // describes strategies with ast.parse) crashes now and then with
+        // "AST constructor recursion depth mismatch", failing the run with
+        // no finding against the service.
+        .args(["--url", base, "--workers", "1", "--max-examples", "40"])
         .args(["--max-time", "30", "--request-timeout", "10"])
         .args(["--generation-database", "none", "--seed", "8"])
         .args(extra)
