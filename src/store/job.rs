@@ -1,7 +1,7 @@
 //! Work for a backend's writer: the queue between handlers and the one
 //! task or thread that commits (group commit), shared by both backends.
 
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use super::{IngestBatch, IngestOutcome, StoreError};
 
@@ -60,6 +60,51 @@ impl Job {
                 let _ = reply.send(result.map(|_| ()));
             }
             Job::Shutdown => {}
+        }
+    }
+}
+
+/// Adds to `batch` (which holds the job just received) whatever else is
+/// queued, up to `max_events` items: the group of one commit. True when a
+/// `Shutdown` was met, so the writer stops after this commit.
+pub(crate) fn gather(
+    batch: &mut Vec<Job>,
+    rx: &mut mpsc::Receiver<Job>,
+    max_events: usize,
+) -> bool {
+    let mut stop = batch.iter().any(|j| matches!(j, Job::Shutdown));
+    let mut events: usize = batch.iter().map(Job::weight).sum();
+    while !stop && events < max_events {
+        match rx.try_recv() {
+            Ok(Job::Shutdown) => stop = true,
+            Ok(job) => {
+                events += job.weight();
+                batch.push(job);
+            }
+            Err(_) => break,
+        }
+    }
+    stop
+}
+
+/// Answers every job of a committed batch (`outcomes` holds one entry per
+/// ingest job, in order) or of a failed one, and empties the batch.
+pub(crate) fn answer_all(batch: &mut Vec<Job>, result: Result<Vec<IngestOutcome>, String>) {
+    match result {
+        Ok(outcomes) => {
+            let mut outcomes = outcomes.into_iter();
+            for job in batch.drain(..) {
+                let outcome = match job {
+                    Job::Ingest { .. } => outcomes.next().unwrap_or_default(),
+                    _ => IngestOutcome::default(),
+                };
+                job.answer(Ok(outcome));
+            }
+        }
+        Err(msg) => {
+            for job in batch.drain(..) {
+                job.answer(Err(StoreError::Unavailable(msg.clone())));
+            }
         }
     }
 }

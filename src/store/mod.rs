@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use tokio::sync::oneshot;
 
-pub(crate) use job::Job;
+pub(crate) use job::{answer_all, gather, Job};
 
 use crate::config::{StorageBackend, StorageSettings};
 use crate::domain::{Channel, ClientId};

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use super::{partitions, unavailable, PgRuntime};
 use crate::metrics::WriterStats;
-use crate::store::{IngestBatch, IngestOutcome, Job, StoreError};
+use crate::store::{answer_all, gather, IngestBatch, IngestOutcome, Job};
 
 const INSERT_KEYS: &str = "INSERT INTO event_keys (dedup_key) \
      SELECT unnest($1::bytea[]) ON CONFLICT DO NOTHING RETURNING dedup_key";
@@ -119,19 +119,8 @@ impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
         let mut batch = Vec::new();
         while let Some(first) = rx.recv().await {
-            let mut stop = matches!(first, Job::Shutdown);
-            let mut events = first.weight();
             batch.push(first);
-            while !stop && events < self.max_events {
-                match rx.try_recv() {
-                    Ok(Job::Shutdown) => stop = true,
-                    Ok(job) => {
-                        events += job.weight();
-                        batch.push(job);
-                    }
-                    Err(_) => break,
-                }
-            }
+            let stop = gather(&mut batch, &mut rx, self.max_events);
             self.maintain_partitions().await;
             self.commit_and_answer(&mut batch).await;
             if stop {
@@ -156,14 +145,7 @@ impl Writer {
             Ok(outcomes) => {
                 let items = batch.iter().map(Job::stored_items).sum();
                 self.stats.committed(items, started.elapsed());
-                let mut outcomes = outcomes.into_iter();
-                for job in batch.drain(..) {
-                    let outcome = match job {
-                        Job::Ingest { .. } => outcomes.next().unwrap_or_default(),
-                        _ => IngestOutcome::default(),
-                    };
-                    job.answer(Ok(outcome));
-                }
+                answer_all(batch, Ok(outcomes));
             }
             Err(e) => {
                 tracing::error!(error = %e, jobs = batch.len(), "commit failed; answering 503");
@@ -172,10 +154,7 @@ impl Writer {
                 if let Some(client) = self.client.take() {
                     drop(Object::take(client));
                 }
-                let msg = e.to_string();
-                for job in batch.drain(..) {
-                    job.answer(Err(StoreError::Unavailable(msg.clone())));
-                }
+                answer_all(batch, Err(e.to_string()));
             }
         }
     }

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use super::checkpoint::Checkpointer;
 use super::{Job, Opener};
 use crate::metrics::WriterStats;
-use crate::store::{IngestOutcome, StoreError};
+use crate::store::{answer_all, gather, IngestOutcome};
 
 const INSERT_EVENT: &str =
     "INSERT INTO events (client_id, channel, direction, provider_message_id, \
@@ -114,19 +114,8 @@ impl Writer {
     fn run(mut self, mut rx: mpsc::Receiver<Job>) {
         let mut batch = Vec::new();
         while let Some(first) = rx.blocking_recv() {
-            let mut stop = matches!(first, Job::Shutdown);
-            let mut events = first.weight();
             batch.push(first);
-            while !stop && events < self.max_events {
-                match rx.try_recv() {
-                    Ok(Job::Shutdown) => stop = true,
-                    Ok(job) => {
-                        events += job.weight();
-                        batch.push(job);
-                    }
-                    Err(_) => break,
-                }
-            }
+            let stop = gather(&mut batch, &mut rx, self.max_events);
             self.commit_and_answer(&mut batch);
             if stop {
                 break;
@@ -147,23 +136,13 @@ impl Writer {
                     micros = started.elapsed().as_micros() as u64,
                     "committed batch"
                 );
-                let mut outcomes = outcomes.into_iter();
-                for job in batch.drain(..) {
-                    let outcome = match job {
-                        Job::Ingest { .. } => outcomes.next().unwrap_or_default(),
-                        _ => IngestOutcome::default(),
-                    };
-                    job.answer(Ok(outcome));
-                }
+                answer_all(batch, Ok(outcomes));
             }
             Err(e) => {
                 tracing::error!(error = %e, jobs = batch.len(), "commit failed; answering 503");
                 self.stats.commit_failures.inc();
                 self.conn = None;
-                let msg = e.to_string();
-                for job in batch.drain(..) {
-                    job.answer(Err(StoreError::Unavailable(msg.clone())));
-                }
+                answer_all(batch, Err(e.to_string()));
             }
         }
     }
