@@ -2,12 +2,14 @@
 //! streamed event export. Rows leave the store unmasked; masking is the
 //! caller's (see `crate::export`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use super::archive::Kind;
 use super::{dispatch, AuditEntry, Store, StoreError};
+use crate::archive::reader::{event_row, read_rows};
 
 /// Bytes gathered before a chunk is handed to the consumer.
 pub const EXPORT_CHUNK_BYTES: usize = 64 * 1024;
@@ -97,9 +99,114 @@ pub struct EventFilter {
     pub status: Option<String>,
 }
 
-/// Whether an archived row passes the filters the SQL applies to live rows
-/// (client and time are applied by the archive reader).
-pub(crate) fn archived_row_matches(filter: &EventFilter, row: &EventRow) -> bool {
+/// How an export run ended when nothing failed.
+pub(crate) enum Ended {
+    /// Every row was handed over.
+    Complete,
+    /// The consumer went away.
+    Aborted,
+}
+
+/// Why an export stopped before its end; `E` is the backend's error.
+pub(crate) enum ExportFailed<E> {
+    /// The database failed.
+    Db(E),
+    /// An archive file could not be read or holds a row that is not an event.
+    Archive(String),
+}
+
+impl<E: std::fmt::Display> std::fmt::Display for ExportFailed<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExportFailed::Db(e) => write!(f, "{e}"),
+            ExportFailed::Archive(e) => write!(f, "archive: {e}"),
+        }
+    }
+}
+
+/// The audit-log outcome of an export that ended so.
+pub(crate) fn export_outcome<E>(ended: &Result<Ended, ExportFailed<E>>) -> &'static str {
+    match ended {
+        Ok(Ended::Complete) => "ok",
+        Ok(Ended::Aborted) => "aborted",
+        Err(ExportFailed::Db(_)) => "storage_unavailable",
+        Err(ExportFailed::Archive(_)) => "archive_unreadable",
+    }
+}
+
+/// The failure an export must report to its consumer, if the run or its
+/// audit row failed.
+pub(crate) fn export_failure<E: std::fmt::Display, A: std::fmt::Display>(
+    ended: Result<Ended, ExportFailed<E>>,
+    audited: Result<(), A>,
+) -> Option<String> {
+    match (ended, audited) {
+        (Err(e), _) => Some(e.to_string()),
+        (Ok(_), Err(e)) => Some(e.to_string()),
+        (Ok(_), Ok(())) => None,
+    }
+}
+
+/// Encoded rows, gathered into chunks of about [`EXPORT_CHUNK_BYTES`], and
+/// their count; the backend hands the chunks over its own way.
+pub(crate) struct Chunks {
+    buf: Vec<u8>,
+    encode: RowEncoder,
+    /// Rows encoded so far.
+    pub(crate) rows: i64,
+}
+
+impl Chunks {
+    /// Starts with `header` (the CSV header line, or nothing).
+    pub(crate) fn new(header: Vec<u8>, encode: RowEncoder) -> Chunks {
+        Chunks {
+            buf: header,
+            encode,
+            rows: 0,
+        }
+    }
+
+    /// Encodes one row; a full chunk to hand over, when one is ready.
+    pub(crate) fn push(&mut self, row: &EventRow) -> Option<Bytes> {
+        (self.encode)(row, &mut self.buf);
+        self.rows += 1;
+        if self.buf.len() < EXPORT_CHUNK_BYTES {
+            return None;
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(EXPORT_CHUNK_BYTES + 4096));
+        Some(Bytes::from(chunk))
+    }
+
+    /// What is left to hand over, if anything.
+    pub(crate) fn rest(&mut self) -> Option<Bytes> {
+        let rest = std::mem::take(&mut self.buf);
+        (!rest.is_empty()).then(|| Bytes::from(rest))
+    }
+}
+
+/// The archived events of `client` under `dir` that pass `filter` (the
+/// reader applies client and time; this the rest of what the SQL applies to
+/// live rows). A row that is not an event is an error.
+pub(crate) fn archived_events<'a>(
+    dir: &Path,
+    client: &'a str,
+    filter: &'a EventFilter,
+) -> Result<impl Iterator<Item = Result<EventRow, String>> + 'a, String> {
+    let rows =
+        read_rows(dir, client, Kind::Events, filter.from, filter.to).map_err(|e| e.to_string())?;
+    Ok(rows
+        .map(move |row| {
+            let row = row.map_err(|e| e.to_string())?;
+            event_row(&row).map_err(|e| format!("an events row of client `{client}`: {e}"))
+        })
+        .filter(move |row| {
+            row.as_ref()
+                .map_or(true, |r| archived_row_matches(filter, r))
+        }))
+}
+
+/// Whether an archived row passes the filters the SQL applies to live rows.
+fn archived_row_matches(filter: &EventFilter, row: &EventRow) -> bool {
     let is = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
     is(&filter.channel, &row.channel)
         && is(&filter.direction, &row.direction)

@@ -11,9 +11,9 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row};
 
 use super::{admin::insert_audit, unavailable, PgStore};
-use crate::archive::reader::{event_row, read_rows};
-use crate::store::archive::Kind;
-use crate::store::read::{archived_row_matches, RowEncoder, EXPORT_CHUNK_BYTES};
+use crate::store::read::{
+    archived_events, export_failure, export_outcome, Chunks, Ended, ExportFailed, RowEncoder,
+};
 use crate::store::{AuditEntry, EventFilter, EventRow, MessageRow, StoreError};
 
 const EVENT_COLUMNS: &str = "id, client_id, channel, direction, provider_message_id, phone, \
@@ -110,10 +110,8 @@ impl PgStore {
         tokio::task::spawn_blocking(move || {
             rt.block_on(async move {
                 let mut out = Out {
-                    buf: header,
-                    encode,
+                    chunks: Chunks::new(header, encode),
                     tx: &tx,
-                    rows: 0,
                 };
                 let client = match pool.get().await {
                     Ok(c) => c,
@@ -124,21 +122,10 @@ impl PgStore {
                 };
                 let ended = stream(&client, &filter, archive_dir.as_deref(), &mut out).await;
                 let _ = client.batch_execute("ROLLBACK").await;
-                audit.rows = Some(out.rows);
-                audit.outcome = match &ended {
-                    Ok(true) => "ok",
-                    Ok(false) => "aborted",
-                    Err(Failed::Db(_)) => "storage_unavailable",
-                    Err(Failed::Archive(_)) => "archive_unreadable",
-                }
-                .to_string();
+                audit.rows = Some(out.chunks.rows);
+                audit.outcome = export_outcome(&ended).to_string();
                 let audited = insert_audit(&**client, &audit).await;
-                let failure = match (ended, audited) {
-                    (Err(e), _) => Some(e.to_string()),
-                    (Ok(_), Err(e)) => Some(e.to_string()),
-                    (Ok(_), Ok(())) => None,
-                };
-                if let Some(e) = failure {
+                if let Some(e) = export_failure(ended, audited) {
                     tracing::error!(error = %e, "export failed");
                     let _ = tx.send(Err(StoreError::Unavailable(e))).await;
                 }
@@ -147,64 +134,46 @@ impl PgStore {
     }
 }
 
-/// Why an export stopped before its end.
-enum Failed {
-    /// The database failed.
-    Db(tokio_postgres::Error),
-    /// An archive file could not be read or holds a row that is not an event.
-    Archive(String),
-}
+type Failed = ExportFailed<tokio_postgres::Error>;
 
 impl From<tokio_postgres::Error> for Failed {
     fn from(e: tokio_postgres::Error) -> Self {
-        Failed::Db(e)
+        ExportFailed::Db(e)
     }
 }
 
-impl std::fmt::Display for Failed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failed::Db(e) => write!(f, "postgres: {e}"),
-            Failed::Archive(e) => write!(f, "archive: {e}"),
-        }
-    }
-}
-
-/// Where encoded rows go: a buffer handed over in chunks, and the count.
+/// Where encoded rows go: chunks, handed to the consumer asynchronously.
 struct Out<'a> {
-    buf: Vec<u8>,
-    encode: RowEncoder,
+    chunks: Chunks,
     tx: &'a mpsc::Sender<Result<Bytes, StoreError>>,
-    rows: i64,
 }
 
 impl Out<'_> {
     /// Encodes one row; false when the consumer went away.
     async fn push(&mut self, row: &EventRow) -> bool {
-        (self.encode)(row, &mut self.buf);
-        self.rows += 1;
-        if self.buf.len() < EXPORT_CHUNK_BYTES {
-            return true;
+        match self.chunks.push(row) {
+            Some(chunk) => self.tx.send(Ok(chunk)).await.is_ok(),
+            None => true,
         }
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(EXPORT_CHUNK_BYTES + 4096));
-        self.tx.send(Ok(Bytes::from(chunk))).await.is_ok()
     }
 
     /// Hands over what is left; false when the consumer went away.
     async fn finish(&mut self) -> bool {
-        let rest = std::mem::take(&mut self.buf);
-        rest.is_empty() || self.tx.send(Ok(Bytes::from(rest))).await.is_ok()
+        match self.chunks.rest() {
+            Some(rest) => self.tx.send(Ok(rest)).await.is_ok(),
+            None => true,
+        }
     }
 }
 
 /// Reads, encodes and sends every matching row: the database's, then (with
-/// `archive_dir`) the archive files'. True when every row was handed over.
+/// `archive_dir`) the archive files'.
 async fn stream(
     client: &Client,
     filter: &EventFilter,
     archive_dir: Option<&Path>,
     out: &mut Out<'_>,
-) -> Result<bool, Failed> {
+) -> Result<Ended, Failed> {
     client
         .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .await?;
@@ -240,32 +209,31 @@ async fn stream(
         let mut rows = std::pin::pin!(rows);
         while let Some(row) = rows.try_next().await? {
             if !out.push(&event_from_row(&row)).await {
-                return Ok(false);
+                return Ok(Ended::Aborted);
             }
         }
     }
     if let Some(dir) = archive_dir {
         let live = client.prepare(LIVE_QUERY).await?;
         for c in &clients {
-            let rows = read_rows(dir, c, Kind::Events, filter.from, filter.to)
-                .map_err(|e| Failed::Archive(e.to_string()))?;
-            for row in rows {
-                let row = row.map_err(|e| Failed::Archive(e.to_string()))?;
-                let row = event_row(&row)
-                    .map_err(|e| Failed::Archive(format!("an events row of client `{c}`: {e}")))?;
-                if !archived_row_matches(filter, &row)
-                    || client
-                        .query_opt(&live, &[&row.id, &row.received_at])
-                        .await?
-                        .is_some()
+            for row in archived_events(dir, c, filter).map_err(ExportFailed::Archive)? {
+                let row = row.map_err(ExportFailed::Archive)?;
+                if client
+                    .query_opt(&live, &[&row.id, &row.received_at])
+                    .await?
+                    .is_some()
                 {
                     continue;
                 }
                 if !out.push(&row).await {
-                    return Ok(false);
+                    return Ok(Ended::Aborted);
                 }
             }
         }
     }
-    Ok(out.finish().await)
+    Ok(if out.finish().await {
+        Ended::Complete
+    } else {
+        Ended::Aborted
+    })
 }

@@ -8,9 +8,9 @@ use rusqlite::{params, Connection, Row};
 use tokio::sync::mpsc;
 
 use super::{admin::insert_audit, ReadPool, SqliteStore};
-use crate::archive::reader::{event_row, read_rows};
-use crate::store::archive::Kind;
-use crate::store::read::{archived_row_matches, RowEncoder, EXPORT_CHUNK_BYTES};
+use crate::store::read::{
+    archived_events, export_failure, export_outcome, Chunks, Ended, ExportFailed, RowEncoder,
+};
 use crate::store::{AuditEntry, EventFilter, EventRow, MessageRow, StoreError};
 
 const EVENT_COLUMNS: &str = "id, client_id, channel, direction, provider_message_id, phone, \
@@ -47,14 +47,6 @@ fn event_from_row(r: &Row<'_>) -> rusqlite::Result<EventRow> {
         reply_to: r.get(15)?,
         payload: r.get(16)?,
     })
-}
-
-/// How an export run ended.
-enum Ended {
-    /// Every row was handed over.
-    Complete,
-    /// The consumer went away.
-    Aborted,
 }
 
 impl SqliteStore {
@@ -110,30 +102,17 @@ impl SqliteStore {
         let pool = Arc::clone(&self.readers);
         tokio::task::spawn_blocking(move || {
             let mut out = Out {
-                buf: header,
-                encode,
+                chunks: Chunks::new(header, encode),
                 tx: &tx,
-                rows: 0,
             };
             let ended = stream(&pool, &filter, archive_dir.as_deref(), &mut out);
-            audit.rows = Some(out.rows);
-            audit.outcome = match &ended {
-                Ok(Ended::Complete) => "ok",
-                Ok(Ended::Aborted) => "aborted",
-                Err(Failed::Db(_)) => "storage_unavailable",
-                Err(Failed::Archive(_)) => "archive_unreadable",
-            }
-            .to_string();
+            audit.rows = Some(out.chunks.rows);
+            audit.outcome = export_outcome(&ended).to_string();
             let audited = pool
                 .opener
                 .open(false)
                 .and_then(|conn| insert_audit(&conn, &audit));
-            let failure = match (ended, audited) {
-                (Err(e), _) => Some(e.to_string()),
-                (Ok(_), Err(e)) => Some(e.to_string()),
-                (Ok(_), Ok(())) => None,
-            };
-            if let Some(e) = failure {
+            if let Some(e) = export_failure(ended, audited) {
                 tracing::error!(error = %e, "export failed");
                 let _ = tx.blocking_send(Err(StoreError::Unavailable(e)));
             }
@@ -141,53 +120,35 @@ impl SqliteStore {
     }
 }
 
-/// Why an export stopped before its end.
-enum Failed {
-    /// The database failed.
-    Db(rusqlite::Error),
-    /// An archive file could not be read or holds a row that is not an event.
-    Archive(String),
-}
+type Failed = ExportFailed<rusqlite::Error>;
 
 impl From<rusqlite::Error> for Failed {
     fn from(e: rusqlite::Error) -> Self {
-        Failed::Db(e)
+        ExportFailed::Db(e)
     }
 }
 
-impl std::fmt::Display for Failed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failed::Db(e) => write!(f, "{e}"),
-            Failed::Archive(e) => write!(f, "archive: {e}"),
-        }
-    }
-}
-
-/// Where encoded rows go: a buffer handed over in chunks, and the count.
+/// Where encoded rows go: chunks, handed to the consumer from this thread.
 struct Out<'a> {
-    buf: Vec<u8>,
-    encode: RowEncoder,
+    chunks: Chunks,
     tx: &'a mpsc::Sender<Result<Bytes, StoreError>>,
-    rows: i64,
 }
 
 impl Out<'_> {
     /// Encodes one row; false when the consumer went away.
     fn push(&mut self, row: &EventRow) -> bool {
-        (self.encode)(row, &mut self.buf);
-        self.rows += 1;
-        if self.buf.len() < EXPORT_CHUNK_BYTES {
-            return true;
+        match self.chunks.push(row) {
+            Some(chunk) => self.tx.blocking_send(Ok(chunk)).is_ok(),
+            None => true,
         }
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(EXPORT_CHUNK_BYTES + 4096));
-        self.tx.blocking_send(Ok(Bytes::from(chunk))).is_ok()
     }
 
     /// Hands over what is left; false when the consumer went away.
     fn finish(&mut self) -> bool {
-        let rest = std::mem::take(&mut self.buf);
-        rest.is_empty() || self.tx.blocking_send(Ok(Bytes::from(rest))).is_ok()
+        match self.chunks.rest() {
+            Some(rest) => self.tx.blocking_send(Ok(rest)).is_ok(),
+            None => true,
+        }
     }
 }
 
@@ -226,16 +187,9 @@ fn stream(
     if let Some(dir) = archive_dir {
         let mut live = conn.prepare(LIVE_QUERY)?;
         for client in &clients {
-            let rows = read_rows(dir, client, Kind::Events, filter.from, filter.to)
-                .map_err(|e| Failed::Archive(e.to_string()))?;
-            for row in rows {
-                let row = row.map_err(|e| Failed::Archive(e.to_string()))?;
-                let row = event_row(&row).map_err(|e| {
-                    Failed::Archive(format!("an events row of client `{client}`: {e}"))
-                })?;
-                if !archived_row_matches(filter, &row)
-                    || live.exists(params![row.id, row.received_at])?
-                {
+            for row in archived_events(dir, client, filter).map_err(ExportFailed::Archive)? {
+                let row = row.map_err(ExportFailed::Archive)?;
+                if live.exists(params![row.id, row.received_at])? {
                     continue;
                 }
                 if !out.push(&row) {
